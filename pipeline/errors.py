@@ -1,0 +1,67 @@
+"""One error type for everything a person can fix, and one way to print it.
+
+Every problem names the file, line and column it comes from, says what is
+wrong, and says how to fix it: the people who run the pipeline edit YAML
+files, they do not read tracebacks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# Exit codes of the `publish` command.
+EXIT_OK = 0
+EXIT_CONTENT = 1        # the source or theme has problems
+EXIT_USAGE = 2          # the command line is wrong
+EXIT_MISSING_TOOL = 3   # a system program or library is not installed
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong in a file, at a place, with a fix."""
+
+    file: str
+    line: int           # 1-based; 0 when the problem is about the whole file
+    column: int         # 1-based; 0 when unknown
+    message: str
+    hint: str = ""
+
+    def format(self) -> str:
+        where = self.file
+        if self.line:
+            where += f":{self.line}:{self.column or 1}"
+        text = f"{where}: error: {self.message}"
+        if self.hint:
+            text += f"\n  how to fix: {self.hint}"
+        return text
+
+
+class PublishError(Exception):
+    """A failure to report to the person running the command, not a bug."""
+
+    exit_code = EXIT_CONTENT
+
+    def __init__(self, problems: list[Problem] | Problem):
+        self.problems = [problems] if isinstance(problems, Problem) else list(problems)
+        super().__init__("\n".join(p.format() for p in self.problems))
+
+    def format(self) -> str:
+        return "\n".join(p.format() for p in self.problems)
+
+
+class MissingTool(PublishError):
+    """A system dependency is missing; the hint says how to install it."""
+
+    exit_code = EXIT_MISSING_TOOL
+
+    def __init__(self, what: str, install: str, needed_for: str):
+        super().__init__(Problem(
+            file="publish", line=0, column=0,
+            message=f"{what} is not installed; it is needed for {needed_for}",
+            hint=f"install it with: {install}",
+        ))
+
+
+def problem_at(file: str | Path, located: object, message: str, hint: str = "") -> Problem:
+    """A Problem at the position carried by a located value (see yamlfile)."""
+    return Problem(str(file), getattr(located, "line", 0), getattr(located, "column", 0), message, hint)

@@ -1,0 +1,354 @@
+"""The document model: what every stage reads, and all it reads.
+
+Immutable dataclasses. Text is kept as flat runs of inline spans (text plus
+marks: strong, emphasis, link, abbreviation), grouped into sentences with
+stable ids, so that the PDF, EPUB and HTML can mark it up, and the audio can
+speak it and time its captions sentence by sentence.
+
+Every block has a stable ``id``; headings get readable slugs. A block that
+carries its own heading (key points, summary, FAQ, related links,
+disclaimer, references) is a section of the outline like any ``Section``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Union
+
+
+@dataclass(frozen=True)
+class Abbreviation:
+    text: str            # as written: "mcg"
+    expansion: str       # "micrograms": HTML <abbr title>, and speech when no lexicon entry says otherwise
+
+
+@dataclass(frozen=True)
+class Span:
+    """A run of text with the same marks."""
+
+    text: str
+    strong: bool = False
+    emphasis: bool = False
+    href: str | None = None
+    abbr: Abbreviation | None = None
+
+
+def plain(spans: tuple[Span, ...]) -> str:
+    return "".join(s.text for s in spans)
+
+
+@dataclass(frozen=True)
+class Sentence:
+    id: str
+    spans: tuple[Span, ...]
+
+    @property
+    def text(self) -> str:
+        return plain(self.spans)
+
+
+def sentences_text(sentences: tuple[Sentence, ...]) -> str:
+    return " ".join(s.text for s in sentences)
+
+
+@dataclass(frozen=True)
+class Heading:
+    id: str
+    level: int                      # 1 is the article title; sections start at 2
+    spans: tuple[Span, ...]
+    editorial: bool = False         # written by the editors, not by the article's author
+
+    @property
+    def text(self) -> str:
+        return plain(self.spans)
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    id: str
+    sentences: tuple[Sentence, ...]
+    kind = "paragraph"
+
+
+@dataclass(frozen=True)
+class ListItem:
+    id: str
+    label: tuple[Span, ...]         # empty when the item has no bold label
+    sentences: tuple[Sentence, ...]
+
+    @property
+    def label_text(self) -> str:
+        return plain(self.label)
+
+
+@dataclass(frozen=True)
+class ListBlock:
+    id: str
+    ordered: bool
+    items: tuple[ListItem, ...]
+    kind = "list"
+
+
+@dataclass(frozen=True)
+class Cell:
+    id: str
+    sentences: tuple[Sentence, ...]
+
+    @property
+    def text(self) -> str:
+        return sentences_text(self.sentences)
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    header: Cell                    # the row header (first column)
+    cells: tuple[Cell, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    id: str
+    caption: tuple[Span, ...]
+    corner: Cell                    # the header above the row headers ("Feature")
+    columns: tuple[Cell, ...]       # the other column headers
+    rows: tuple[Row, ...]
+    kind = "table"
+
+    @property
+    def caption_text(self) -> str:
+        return plain(self.caption)
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    path: Path                      # resolved, checked to be inside the article's folder
+    alt: str                        # empty only when decorative
+    decorative: bool
+    caption: tuple[Sentence, ...]
+    kind = "image"
+
+
+@dataclass(frozen=True)
+class Section:
+    id: str
+    heading: Heading
+    blocks: tuple["Block", ...]
+    kind = "section"
+
+
+@dataclass(frozen=True)
+class KeyPoints:
+    id: str
+    heading: Heading
+    items: tuple[ListItem, ...]
+    kind = "key_points"
+
+
+@dataclass(frozen=True)
+class Summary:
+    id: str
+    heading: Heading
+    blocks: tuple[Paragraph, ...]
+    kind = "summary"
+
+
+@dataclass(frozen=True)
+class FaqItem:
+    id: str
+    question: Heading
+    answer: tuple[Paragraph, ...]
+
+
+@dataclass(frozen=True)
+class Faq:
+    id: str
+    heading: Heading
+    items: tuple[FaqItem, ...]
+    kind = "faq"
+
+
+@dataclass(frozen=True)
+class RelatedLink:
+    id: str
+    title: tuple[Span, ...]
+    url: str | None
+    description: tuple[Sentence, ...]
+
+    @property
+    def title_text(self) -> str:
+        return plain(self.title)
+
+
+@dataclass(frozen=True)
+class Related:
+    id: str
+    heading: Heading
+    links: tuple[RelatedLink, ...]
+    kind = "related"
+
+
+@dataclass(frozen=True)
+class Reference:
+    id: str
+    sentences: tuple[Sentence, ...]
+    url: str | None
+
+
+@dataclass(frozen=True)
+class References:
+    id: str
+    heading: Heading
+    items: tuple[Reference, ...]
+    kind = "references"
+
+
+@dataclass(frozen=True)
+class Disclaimer:
+    id: str
+    heading: Heading
+    blocks: tuple[Paragraph, ...]
+    kind = "disclaimer"
+
+
+Block = Union[Paragraph, ListBlock, Table, Image, Section, KeyPoints, Summary, Faq,
+              Related, References, Disclaimer]
+HEADED = (Section, KeyPoints, Summary, Faq, Related, References, Disclaimer)
+
+
+@dataclass(frozen=True)
+class Metadata:
+    title: str
+    subtitle: str
+    short_title: str
+    description: str
+    language: str                   # BCP 47
+    subject: str
+    keywords: tuple[str, ...]
+    publisher: str                  # the organisation that hands it out
+    date_published: str             # ISO date or ""
+    date_reviewed: str              # ISO date or ""
+    identifier: str                 # stable: given, or derived from the slug
+    reading_time_minutes: int | None
+    licence: str
+    accessibility_summary: str
+
+
+@dataclass(frozen=True)
+class OutlineEntry:
+    id: str
+    level: int
+    text: str
+    block: Block                    # the headed block this entry opens
+
+
+@dataclass(frozen=True)
+class Article:
+    slug: str                       # the source file's stem; names the output folder
+    source: Path
+    metadata: Metadata
+    title: Heading
+    subtitle: tuple[Span, ...]
+    blocks: tuple[Block, ...]
+    abbreviations: tuple[Abbreviation, ...]
+    pronunciations: tuple[tuple[str, str], ...] = ()   # per-article lexicon overrides
+
+    def outline(self, max_level: int = 6) -> list[OutlineEntry]:
+        """Headed blocks in reading order (the table of contents, the bookmarks, the chapters)."""
+        entries: list[OutlineEntry] = []
+
+        def walk(blocks):
+            for block in blocks:
+                if isinstance(block, HEADED) and block.heading.level <= max_level:
+                    entries.append(OutlineEntry(block.heading.id, block.heading.level, block.heading.text, block))
+                if isinstance(block, Section):
+                    walk(block.blocks)
+                if isinstance(block, Faq) and max_level >= block.heading.level + 1:
+                    for item in block.items:
+                        entries.append(OutlineEntry(item.question.id, item.question.level, item.question.text, block))
+        walk(self.blocks)
+        return entries
+
+    def sentences(self) -> Iterator[Sentence]:
+        """Every sentence of the body in reading order (titles and headings excluded)."""
+        yield from iter_sentences(self.blocks)
+
+    def reading_text(self) -> list[str]:
+        """The article as a reader meets it: title, subtitle, then every heading, label and sentence."""
+        return list(iter_reading_text(self))
+
+
+def iter_sentences(blocks) -> Iterator[Sentence]:
+    for block in blocks:
+        if isinstance(block, Paragraph):
+            yield from block.sentences
+        elif isinstance(block, ListBlock):
+            for item in block.items:
+                yield from item.sentences
+        elif isinstance(block, KeyPoints):
+            for item in block.items:
+                yield from item.sentences
+        elif isinstance(block, Table):
+            for row in block.rows:
+                yield from row.header.sentences
+                for cell in row.cells:
+                    yield from cell.sentences
+        elif isinstance(block, Image):
+            yield from block.caption
+        elif isinstance(block, (Section, Summary, Disclaimer)):
+            yield from iter_sentences(block.blocks)
+        elif isinstance(block, Faq):
+            for item in block.items:
+                yield from iter_sentences(item.answer)
+        elif isinstance(block, Related):
+            for link in block.links:
+                yield from link.description
+        elif isinstance(block, References):
+            for ref in block.items:
+                yield from ref.sentences
+
+
+def iter_reading_text(article: Article) -> Iterator[str]:
+    yield article.title.text
+    if article.subtitle:
+        yield plain(article.subtitle)
+
+    def items(list_items):
+        for item in list_items:
+            if item.label:
+                yield item.label_text
+            for s in item.sentences:
+                yield s.text
+
+    def walk(blocks):
+        for block in blocks:
+            if isinstance(block, HEADED):
+                yield block.heading.text
+            if isinstance(block, Paragraph):
+                yield from (s.text for s in block.sentences)
+            elif isinstance(block, (ListBlock, KeyPoints)):
+                yield from items(block.items)
+            elif isinstance(block, Table):
+                yield block.corner.text
+                yield from (c.text for c in block.columns)
+                for row in block.rows:
+                    yield row.header.text
+                    for cell in row.cells:
+                        yield from (s.text for s in cell.sentences)
+            elif isinstance(block, Image):
+                yield from (s.text for s in block.caption)
+            elif isinstance(block, (Section, Summary, Disclaimer)):
+                yield from walk(block.blocks)
+            elif isinstance(block, Faq):
+                for item in block.items:
+                    yield item.question.text
+                    yield from walk(item.answer)
+            elif isinstance(block, Related):
+                for link in block.links:
+                    yield link.title_text
+                    yield from (s.text for s in link.description)
+            elif isinstance(block, References):
+                for ref in block.items:
+                    yield from (s.text for s in ref.sentences)
+    yield from walk(article.blocks)

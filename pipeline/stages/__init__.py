@@ -1,0 +1,68 @@
+"""The stage registry: one module per output format, one small interface.
+
+A stage turns the document model and a theme into files. It never reads
+YAML, never writes into ``output/`` (the build gives it a private folder and
+publishes its files only when every stage of the article succeeded), and
+never knows that other stages exist beyond the list of formats in the
+``BuildContext``.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from ..model import Article
+from ..theme import Theme
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a stage may know about the build it is part of."""
+
+    formats: tuple[str, ...]          # the formats of this article's build, e.g. ("pdf", "html")
+    epoch: int                        # SOURCE_DATE_EPOCH (or a fixed date): every timestamp comes from it
+    published: tuple[str, ...] = ()   # formats already in the article's output folder from earlier builds
+    cache_dir: Path | None = None     # a persistent folder a stage may keep caches in
+    report: dict = field(default_factory=dict, compare=False)   # counters a stage reports (e.g. utterances synthesized)
+
+    def has(self, fmt: str) -> bool:
+        return fmt in self.formats or fmt in self.published
+
+
+class Stage(Protocol):
+    name: str                                            # "pdf"
+
+    def outputs(self, article: Article) -> list[str]:
+        """File names the stage writes into the article's output folder."""
+
+    def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
+        """Everything besides the article and theme files that its output depends on (versions, settings)."""
+
+    def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
+        """Write the outputs into *workdir* and return their paths."""
+
+
+# name → module that defines `STAGE`. Importing lazily keeps `publish check`
+# fast and lets a build of one format run without the others' libraries.
+STAGE_MODULES = {
+    "pdf": "pipeline.stages.pdf",
+    "epub": "pipeline.stages.epub",
+    "html": "pipeline.stages.html",
+    "audio": "pipeline.stages.audio",
+}
+
+
+def available() -> list[str]:
+    """Formats whose stage module exists in this version."""
+    names = []
+    for name, module in STAGE_MODULES.items():
+        if importlib.util.find_spec(module) is not None:
+            names.append(name)
+    return names
+
+
+def get(name: str) -> Stage:
+    return importlib.import_module(STAGE_MODULES[name]).STAGE

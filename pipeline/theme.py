@@ -1,0 +1,171 @@
+"""Themes: settings, templates, CSS, fonts and lexicons in one folder.
+
+A theme is ``themes/<name>/`` with a ``theme.yaml`` validated like an
+article. Templates are loaded only from the theme's ``templates/`` folder,
+with autoescaping always on, so source text can never become markup.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from .errors import Problem, PublishError
+from .schema import Boolean, Errors, Field, Integer, Record, Spec, Text, validate
+from .yamlfile import LDict, read_yaml
+
+HEX_COLOUR = Text(pattern=r"#[0-9a-fA-F]{6}", description="a colour written #rrggbb",
+                  pattern_hint="write the colour as # and six hex digits, for example #1b1b1b")
+COLOUR_ROLES = ("text", "background", "muted", "link", "accent", "border", "focus", "box")
+PALETTES = ("light", "dark", "contrast")
+
+# (foreground, background, minimum ratio): text 7:1 (WCAG 1.4.6 AAA);
+# borders and focus rings are non-text UI, 4.5:1 here, above the 3:1 of 1.4.11.
+CONTRAST_PAIRS = (
+    ("text", "background", 7.0), ("muted", "background", 7.0), ("link", "background", 7.0),
+    ("accent", "background", 7.0), ("text", "box", 7.0), ("link", "box", 7.0), ("accent", "box", 7.0),
+    ("border", "background", 4.5), ("focus", "background", 4.5),
+)
+
+
+def _check_palette(palette: LDict, errors: Errors, where: str) -> None:
+    for fg, bg, minimum in CONTRAST_PAIRS:
+        ratio = contrast_ratio(palette[fg], palette[bg])
+        if ratio < minimum:
+            errors.add(palette[fg], f"{where}: `{fg}` {palette[fg]} on `{bg}` {palette[bg]} has a contrast "
+                       f"ratio of {ratio:.2f}:1, below the minimum of {minimum}:1",
+                       f"make `{fg}` darker or `{bg}` lighter (or the reverse for a dark theme)")
+
+
+class VoiceMap(Spec):
+    """Language tag → espeak-ng voice name; any language may be listed."""
+
+    description = "a mapping of language to voice"
+
+    def check(self, value, errors, where):
+        if not isinstance(value, LDict):
+            errors.add(value, f"`{where}` must be a mapping of language to voice, e.g. `en: en-us`",
+                       "write one `language: voice` line per language")
+            return None
+        return {str(k): Text(min_length=1, max_length=60).check(v, errors, f"{where}.{k}") for k, v in value.items()}
+
+
+PALETTE = Record({role: Field(HEX_COLOUR, required=True) for role in COLOUR_ROLES},
+                 description="a colour palette", check_record=_check_palette)
+
+THEME = Record({
+    "name": Field(Text(min_length=1, max_length=100), required=True),
+    "organisation": Field(Record({
+        "name": Field(Text(min_length=1, max_length=200), required=True),
+        "contact": Field(Text(max_length=300), default=""),
+        "logo": Field(Record({
+            "src": Field(Text(max_length=200), default=""),
+            "alt": Field(Text(max_length=300), default=""),
+            "decorative": Field(Boolean(), default=False),
+        }, description="a logo with `src` and `alt`")),
+    }, description="the organisation"), required=True),
+    "accessibility_summary": Field(Text(min_length=1, max_length=2000), required=True),
+    "paper": Field(Text(choices=("a4", "letter")), default="a4"),
+    "colours": Field(Record({name: Field(PALETTE, required=True) for name in PALETTES},
+                            description="the colour palettes light, dark and contrast"), required=True),
+    "voice": Field(Record({
+        "rate": Field(Integer(minimum=80, maximum=400), default=165),
+        "voices": Field(VoiceMap(), default={}),
+    }, description="voice settings"), default=None),
+}, description="theme settings")
+
+
+
+
+def relative_luminance(hex_colour: str) -> float:
+    def channel(c: int) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def contrast_ratio(a: str, b: str) -> float:
+    la, lb = sorted((relative_luminance(a), relative_luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+@dataclass(frozen=True)
+class Logo:
+    path: Path | None
+    alt: str
+    decorative: bool
+
+
+@dataclass(frozen=True)
+class Theme:
+    name: str
+    root: Path
+    settings: dict
+    organisation: str
+    contact: str
+    logo: Logo | None
+    accessibility_summary: str
+    paper: str
+    colours: dict
+    voice_rate: int
+    voices: dict
+
+    def file(self, relative: str) -> Path:
+        """A file inside the theme folder (refusing anything that resolves outside it)."""
+        target = (self.root / relative).resolve()
+        if not target.is_relative_to(self.root.resolve()):
+            raise PublishError(Problem(str(self.root / "theme.yaml"), 0, 0,
+                                       f"`{relative}` is outside the theme folder",
+                                       "keep every theme file inside the theme's own folder"))
+        return target
+
+    def templates(self, *folders: str) -> jinja2.Environment:
+        """A Jinja2 environment that loads only from the given folders of templates/ and _blocks/."""
+        base = self.root / "templates"
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([str(base / f) for f in folders] + [str(base / "_blocks")]),
+            autoescape=True, undefined=jinja2.StrictUndefined,
+            trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        )
+        return env
+
+    def fingerprint_files(self) -> list[Path]:
+        return sorted(p for p in self.root.rglob("*") if p.is_file())
+
+
+def load_theme(root: Path) -> Theme:
+    settings_file = root / "theme.yaml"
+    if not settings_file.is_file():
+        raise PublishError(Problem(str(settings_file), 0, 0, "the theme has no theme.yaml",
+                                   "check the --theme name; themes live in themes/<name>/theme.yaml"))
+    raw = read_yaml(settings_file)
+    data, problems = validate(THEME, raw, str(settings_file))
+    if problems:
+        raise PublishError(problems)
+    org = data["organisation"]
+    logo = None
+    if org["logo"] and org["logo"]["src"]:
+        src = org["logo"]["src"]
+        target = (root / src).resolve()
+        if "://" in src or not target.is_relative_to(root.resolve()):
+            raise PublishError(Problem(str(settings_file), src.line, src.column,
+                                       f"the logo `{src}` is outside the theme folder",
+                                       "copy the logo into the theme folder and give its file name"))
+        if not target.is_file():
+            raise PublishError(Problem(str(settings_file), src.line, src.column, f"the logo `{src}` does not exist",
+                                       "check the file name; it is relative to the theme folder"))
+        if not org["logo"]["decorative"] and not org["logo"]["alt"]:
+            raise PublishError(Problem(str(settings_file), src.line, src.column, "the logo has no alt text",
+                                       "add `alt:` (e.g. the clinic's name) or `decorative: true`"))
+        logo = Logo(target, str(org["logo"]["alt"]), org["logo"]["decorative"])
+    voice = data["voice"] or {"rate": 165, "voices": {}}
+    return Theme(
+        name=str(data["name"]), root=root, settings=data,
+        organisation=str(org["name"]), contact=str(org["contact"]), logo=logo,
+        accessibility_summary=str(data["accessibility_summary"]), paper=str(data["paper"]),
+        colours={name: {role: str(v) for role, v in palette.items()} for name, palette in data["colours"].items()},
+        voice_rate=voice["rate"] or 165, voices=dict(voice["voices"] or {}),
+    )
