@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import os
 import sys
 from dataclasses import replace
@@ -48,6 +49,8 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--theme", default="default", metavar="NAME", help="theme folder under themes/ (default: default)")
     build.add_argument("--out", default=None, metavar="DIR", help="output folder (default: output/)")
     build.add_argument("--paper", choices=("a4", "letter"), help="paper size of the PDF (default: the theme's)")
+    build.add_argument("--cache", default=None, metavar="DIR", help="folder for caches such as synthesized speech (default: .cache/)")
+    build.add_argument("--report", default=None, metavar="FILE", help="also write a JSON report of what was built")
 
     check = sub.add_parser("check", help="validate articles without building",
                            description="Validate articles and the theme; print every problem found.")
@@ -115,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
 
     status = EXIT_OK
     out_root = Path(args.out) if getattr(args, "out", None) else root / "output"
+    cache_dir = Path(args.cache) if getattr(args, "cache", None) else root / ".cache"
+    report = {"articles": []}
     for path in sources:
         name = display_name(path)
         try:
@@ -123,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: ok ({sum(1 for _ in article.sentences())} sentences, "
                       f"{len(article.outline())} headings)")
                 continue
-            result = build_article(article, theme, formats, out_root, name, cache_dir=root / ".cache")
+            result = build_article(article, theme, formats, out_root, name, cache_dir=cache_dir)
+            report["articles"].append({"source": name, "folder": str(result.folder), "stages": [
+                {"format": st.name, "files": [p.name for p in st.paths], **st.report} for st in result.stages]})
             for stage in result.stages:
                 for p in stage.paths:
                     print(f"{name}: {stage.name}: {display_name(result.folder / p.name)}")
@@ -141,4 +148,6 @@ def main(argv: list[str] | None = None) -> int:
                   "  this is a bug in publish; set PUBLISH_DEBUG=1 to see the details and report them",
                   file=sys.stderr)
             status = max(status, 70)
+    if getattr(args, "report", None):
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n", "utf-8")
     return status

@@ -317,7 +317,7 @@ def iter_reading_text(article: Article) -> Iterator[str]:
     def items(list_items):
         for item in list_items:
             if item.label:
-                yield item.label_text
+                yield item.label_text + ":"      # every format shows the label followed by a colon
             for s in item.sentences:
                 yield s.text
 

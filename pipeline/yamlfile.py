@@ -83,8 +83,13 @@ def read_yaml(path: Path, display: str | None = None) -> object:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = (exc.problem or exc.context or "invalid YAML").strip()
+        message, hint = _explain(what)
+        if "end of stream" in what and exc.context_mark:   # point at the opening, not at the end of the file
+            mark = exc.context_mark
+            opened = "quoted text" if "quoted" in (exc.context or "") else "bracket or block"
+            message = f"the {opened} that starts here is never closed"
         raise fail(mark.line + 1 if mark else 0, mark.column + 1 if mark else 0,
-                   f"YAML syntax error: {what}", _syntax_hint(what)) from None
+                   f"YAML syntax error: {message}", hint) from None
     except YAMLError as exc:   # errors without a position (rare)
         raise fail(0, 0, f"YAML syntax error: {exc}", "check the file's indentation and quoting") from None
 
@@ -104,17 +109,21 @@ def _decode(raw: bytes, fail) -> str:
                    "save the file as UTF-8 (in most editors: Save As, Encoding: UTF-8)") from None
 
 
-def _syntax_hint(what: str) -> str:
+def _explain(what: str) -> tuple[str, str]:
+    """The parser's wording, translated for the person who wrote the file."""
     w = what.lower()
-    if "tab" in w:
-        return "indent with spaces, not tabs"
-    if "mapping values are not allowed" in w:
-        return "put text that contains ': ' in quotes, or check the indentation of this line"
-    if "expected <block end>" in w or "indentation" in w or "could not find expected ':'" in w:
-        return "check the indentation: items of one list or mapping must start in the same column"
+    if "tab" in w or "'\\t'" in w:
+        return "a tab character is used for indentation", "indent with spaces, not tabs"
+    if "expected <block end>" in w or "expected <block mapping start>" in w:
+        return ("this line is indented differently from the lines around it",
+                "check the indentation: items of one list or mapping must start in the same column")
+    if "could not find expected ':'" in w or "mapping values are not allowed" in w:
+        return (what, "put text that contains ': ' in double quotes, or check the indentation of this line")
+    if "found unexpected end of stream" in w or "found unexpected end" in w:
+        return "the file ends inside a quoted text or bracket", "close the quote or bracket that was opened"
     if "found character" in w or "special characters" in w:
-        return "remove the character or put the text in double quotes"
-    return "check the indentation and quoting near this place"
+        return what, "remove the character or put the text in double quotes"
+    return what, "check the indentation and quoting near this place"
 
 
 def _build(events, fail) -> object:

@@ -1,0 +1,82 @@
+"""Shared test helpers: run the real `publish` command, build the B12 article once per format set."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+B12 = ROOT / "source" / "b12-lower-back-pain.yaml"
+SEED = ROOT / "tests" / "fixtures" / "b12-seed.txt"
+EPOCH = "1767225600"   # 2026-01-01T00:00:00Z, fixed so outputs are comparable
+
+# Lines of the original web page that are page chrome, not article text, or
+# belong to its empty reference list (see the comments in the source file).
+SEED_CHROME = {"Skip to content", "4 min read", "In This Article", "References"}
+EMPTY_REFERENCE = re.compile(r"\d+\.?\s*\d*")      # "1. 1": a numbered reference with no text
+
+
+def run_publish(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600,
+                input: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run the real command line, as a user would (python -m pipeline is the `publish` script)."""
+    full_env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout, input=input)
+
+
+def require_tool(name: str, install: str) -> str:
+    """The path of a system tool; a missing tool fails the test with the install command (never a skip)."""
+    path = shutil.which(name)
+    if not path:
+        pytest.fail(f"`{name}` is not installed; the test needs it. Install it with: {install}")
+    return path
+
+
+def seed_sentences() -> list[str]:
+    """Every sentence of the original article text, in order, without page chrome."""
+    from pipeline.text import sentence_bounds
+    out = []
+    for line in SEED.read_text("utf-8").splitlines():
+        line = line.strip().lstrip("•").strip()
+        if not line or line in SEED_CHROME or EMPTY_REFERENCE.fullmatch(line):
+            continue
+        for cell in line.split("\t"):          # table rows are tab-separated in the seed
+            cell = cell.strip()
+            out.extend(cell[s:e] for s, e in sentence_bounds(cell))
+    return out
+
+
+def normalise(text: str) -> str:
+    """Compare text as a reader sees it: one space for any white space, straight quotes."""
+    text = text.replace("\u00ad", "").replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def assert_in_order(sentences: list[str], text: str) -> None:
+    """Each sentence occurs in *text*, each after the previous one."""
+    text = normalise(text)
+    pos = 0
+    for sentence in sentences:
+        found = text.find(normalise(sentence), pos)
+        assert found >= 0, f"missing or out of order: {sentence!r}\n(searched from: {text[pos:pos + 200]!r})"
+        pos = found + len(normalise(sentence))
+
+
+@pytest.fixture(scope="session")
+def build_b12(tmp_path_factory):
+    """build_b12("pdf") → the output folder of a real build of the B12 article with those formats."""
+    cache: dict[tuple, Path] = {}
+
+    def build(*formats: str) -> Path:
+        if formats not in cache:
+            out = tmp_path_factory.mktemp("out-" + "-".join(formats))
+            result = run_publish("build", str(B12), "--format", ",".join(formats), "--out", str(out))
+            assert result.returncode == 0, f"build failed:\n{result.stdout}\n{result.stderr}"
+            cache[formats] = out / B12.stem
+        return cache[formats]
+    return build
