@@ -1,10 +1,19 @@
-"""Build articles: run the selected stages, publish their files atomically, write the manifest.
+"""Build articles: decide what is stale, run stages in parallel, publish atomically.
 
-Each stage renders into a private staging folder next to ``output/<slug>/``
-(the same file system, so moving a file is an atomic rename). Only when every
-selected stage of the article succeeded are the files moved into place, one
-``os.replace`` each, and ``manifest.json`` last: a failed or interrupted build
-leaves the last good outputs as they were.
+* Incremental: each (article, stage) has a fingerprint of everything its
+  output depends on: the source file and the files it references, every file
+  of the theme, the stage's own inputs (engine versions, settings), the
+  package version and SOURCE_DATE_EPOCH. It is stored in ``manifest.json``;
+  a stage whose fingerprint and files are unchanged is not run again.
+* Parallel: stale stages of all articles go to one pool of worker processes
+  (WeasyPrint and the audio assembly are CPU-bound Python; threads would
+  share one core through the GIL).
+* Atomic: stages render into a private staging folder beside
+  ``output/<slug>/`` (same file system, so a move is a rename). Only when
+  every stage of an article succeeded are its files moved into place, one
+  ``os.replace`` each, then ``manifest.json``. A failure, Ctrl-C or a killed
+  build leaves the previous outputs as they were; leftover staging folders
+  are removed by the next build.
 """
 from __future__ import annotations
 
@@ -13,14 +22,16 @@ import json
 import os
 import shutil
 import tempfile
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from . import stages
+from . import __version__, stages
 from .errors import Problem, PublishError
-from .model import Article
+from .model import Article, Image, Section
 from .stages import BuildContext
 from .theme import Theme
 
@@ -42,15 +53,47 @@ def source_date_epoch() -> int:
 @dataclass
 class StageResult:
     name: str
-    paths: list[Path] = field(default_factory=list)     # in the staging folder until published
-    report: dict = field(default_factory=dict)          # what the stage counted (e.g. utterances synthesized)
+    status: str = "pending"                              # built, cached, failed, skipped
+    paths: list[Path] = field(default_factory=list)      # in the staging folder until published, then in place
+    seconds: float = 0.0
+    report: dict = field(default_factory=dict)           # what the stage counted (e.g. utterances synthesized)
+    error: PublishError | None = None
+    fingerprint: str = ""
 
 
 @dataclass
-class ArticleResult:
-    slug: str
-    folder: Path
-    stages: list[StageResult]
+class Job:
+    """One article to build."""
+
+    article: Article
+    theme: Theme
+    formats: list[str]
+    source_label: str
+    folder: Path = None
+    stages: dict[str, StageResult] = field(default_factory=dict)
+    error: PublishError | None = None
+    ctx: BuildContext | None = None
+    staging: Path | None = None
+    lock: FileLock | None = None
+    previous: dict = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        return self.article.slug
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(r.status in ("built", "cached") for r in self.stages.values())
+
+
+class Quiet:
+    """Progress events are ignored (also the base of the real displays)."""
+
+    def start(self, jobs): pass
+    def stage_started(self, job, name): pass
+    def stage_finished(self, job, result): pass
+    def article_finished(self, job): pass
+    def stop(self): pass
 
 
 def sha256(path: Path) -> str:
@@ -74,67 +117,225 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def read_manifest(folder: Path) -> dict:
     try:
-        return json.loads((folder / "manifest.json").read_text("utf-8"))
+        manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+        return manifest if isinstance(manifest, dict) else {}
     except (OSError, ValueError):
-        return {"outputs": []}
+        return {}
 
 
-def build_article(article: Article, theme: Theme, formats: list[str], out_root: Path,
-                  source_label: str, cache_dir: Path | None = None) -> ArticleResult:
-    """Render *formats* of one article and publish them into ``out_root/<slug>/``."""
-    folder = out_root / article.slug
+# -- fingerprints -------------------------------------------------------------
+
+def _referenced_files(article: Article) -> list[Path]:
+    files = []
+
+    def walk(blocks):
+        for b in blocks:
+            if isinstance(b, Image):
+                files.append(b.path)
+            if isinstance(b, Section):
+                walk(b.blocks)
+    walk(article.blocks)
+    return files
+
+
+def fingerprint(job: Job, name: str, stage) -> str:
+    """A hash of everything the stage's output depends on (no absolute paths: it must match across checkouts)."""
+    h = hashlib.sha256()
+
+    def add(label: str, data: bytes) -> None:
+        h.update(label.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
+
+    add("package", __version__.encode())
+    add("stage", name.encode())
+    add("epoch", str(job.ctx.epoch).encode())
+    add("source", job.article.source.read_bytes())
+    for path in _referenced_files(job.article):
+        add("file " + path.name, path.read_bytes())
+    for path in job.theme.fingerprint_files():
+        add("theme " + path.relative_to(job.theme.root).as_posix(), path.read_bytes())
+    add("paper", job.theme.paper.encode())
+    add("inputs", stage.inputs(job.article, job.theme, job.ctx))
+    return h.hexdigest()
+
+
+def _up_to_date(job: Job, name: str, print_: str) -> list[Path] | None:
+    """The stage's published files, if its fingerprint and files are unchanged; else None."""
+    if job.previous.get("stages", {}).get(name, {}).get("fingerprint") != print_:
+        return None
+    entries = [o for o in job.previous.get("outputs", []) if o.get("format") == name]
+    if not entries:
+        return None
+    paths = []
+    for entry in entries:
+        path = job.folder / entry["path"]
+        if not path.is_file() or path.stat().st_size != entry.get("bytes") or sha256(path) != entry.get("sha256"):
+            return None
+        paths.append(path)
+    return paths
+
+
+# -- running stages ---------------------------------------------------------------
+
+def run_stage(name: str, article: Article, theme: Theme, workdir: Path, ctx: BuildContext):
+    """Run one stage (in a worker process); returns (paths, report, seconds)."""
+    started = time.perf_counter()
+    paths = stages.get(name).render(article, theme, workdir, ctx)
+    return list(paths), dict(ctx.report.get(name, {})), time.perf_counter() - started
+
+
+def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int) -> None:
+    job.folder = out_root / job.slug
+    job.lock = FileLock(str(out_root / f".{job.slug}.lock"), timeout=0)
+    try:
+        job.lock.acquire()
+    except Timeout:
+        job.lock = None
+        raise PublishError(Problem(job.source_label, 0, 0, "another build of this article is running",
+                                   "wait for it to finish, then build again")) from None
+    for stale in out_root.glob(f".{job.slug}.staging-*"):      # left by a build that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    job.previous = read_manifest(job.folder)
+    published = tuple(sorted({o.get("format") for o in job.previous.get("outputs", [])} - {None}))
+    job.ctx = BuildContext(formats=tuple(job.formats), epoch=epoch, published=published, cache_dir=cache_dir)
+    for name in job.formats:
+        stage = stages.get(name)
+        result = StageResult(name, fingerprint=fingerprint(job, name, stage))
+        cached = _up_to_date(job, name, result.fingerprint)
+        if cached is not None:
+            result.status, result.paths = "cached", cached
+        job.stages[name] = result
+    if any(r.status == "pending" for r in job.stages.values()):
+        job.staging = Path(tempfile.mkdtemp(dir=out_root, prefix=f".{job.slug}.staging-"))
+
+
+def _publish(job: Job) -> None:
+    """Move every new file into place, then write the manifest (last, so it never lists a missing file)."""
+    folder = job.folder
+    folder.mkdir(exist_ok=True)
+    built = [r for r in job.stages.values() if r.status == "built"]
+    rebuilt = {r.name for r in built}
+    entries = [o for o in job.previous.get("outputs", [])
+               if o.get("format") not in rebuilt and (folder / o.get("path", "")).is_file()]
+    prints = {k: v for k, v in job.previous.get("stages", {}).items() if k not in rebuilt}
+    for result in built:
+        for path in result.paths:
+            entries.append({"format": result.name, "path": path.name,
+                            "sha256": sha256(path), "bytes": path.stat().st_size})
+        prints[result.name] = {"fingerprint": result.fingerprint}
+    for result in built:
+        placed = []
+        for path in result.paths:
+            os.replace(path, folder / path.name)
+            placed.append(folder / path.name)
+        result.paths = placed
+    entries.sort(key=lambda o: (o["format"], o["path"]))
+    manifest = {"source": job.source_label, "outputs": entries, "stages": dict(sorted(prints.items()))}
+    write_atomic(folder / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+
+
+def _finish(job: Job) -> None:
+    if job.staging:
+        shutil.rmtree(job.staging, ignore_errors=True)
+    if job.lock:
+        job.lock.release()
+        Path(job.lock.lock_file).unlink(missing_ok=True)
+
+
+def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, workers: int | None = None,
+          progress=None) -> list[Job]:
+    """Build every job; errors are recorded on the jobs (job.error, stage.error), not raised."""
+    progress = progress or Quiet()
+    workers = max(1, workers or os.cpu_count() or 1)
     try:
         out_root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PublishError(Problem(str(out_root), 0, 0, f"cannot create the output folder ({exc.strerror})",
                                    "check that the folder is writable, or choose another with --out")) from None
-    lock = FileLock(str(out_root / f".{article.slug}.lock"), timeout=0)
+    epoch = source_date_epoch()
     try:
-        lock.acquire()
-    except Timeout:
-        raise PublishError(Problem(str(folder), 0, 0, "another build of this article is running",
-                                   "wait for it to finish, then build again")) from None
-    except OSError as exc:
-        raise PublishError(Problem(str(out_root), 0, 0, f"cannot write in the output folder ({exc.strerror})",
-                                   "check that the folder is writable and the disk is not full, or use --out")) from None
-    try:
-        previous = read_manifest(folder)
-        published = tuple(sorted({o["format"] for o in previous.get("outputs", [])}))
-        ctx = BuildContext(formats=tuple(formats), epoch=source_date_epoch(), published=published,
-                           cache_dir=cache_dir)
-        staging = Path(tempfile.mkdtemp(dir=out_root, prefix=f".{article.slug}.staging-"))
-        try:
-            results = []
-            for name in formats:
-                stage = stages.get(name)
-                workdir = staging / name
-                workdir.mkdir()
-                files = stage.render(article, theme, workdir, ctx)
-                results.append(StageResult(name, list(files), dict(ctx.report.get(name, {}))))
-            _publish(folder, results, previous, source_label)
-        except OSError as exc:
-            raise PublishError(Problem(str(folder), 0, 0, f"cannot write the outputs ({exc.strerror})",
-                                       "check that the output folder is writable and the disk is not full")) from None
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return ArticleResult(article.slug, folder, results)
+        ready = []
+        for job in jobs:
+            try:
+                _prepare(job, out_root, cache_dir, epoch)
+                ready.append(job)
+            except PublishError as exc:
+                job.error = exc
+            except OSError as exc:
+                job.error = PublishError(Problem(str(out_root), 0, 0, f"cannot write in the output folder ({exc.strerror})",
+                                                 "check that the folder is writable and the disk is not full"))
+        progress.start(jobs)
+        tasks = [(job, name) for job in ready for name, r in job.stages.items() if r.status == "pending"]
+        if len(tasks) > 1 and workers > 1:
+            with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+                _run_pool(pool, tasks, ready, progress)
+        else:
+            for job, name in tasks:
+                _run_one(job, name, progress)
+            for job in ready:
+                _close_article(job, progress)
     finally:
-        lock.release()
-        Path(lock.lock_file).unlink(missing_ok=True)
+        for job in jobs:
+            _finish(job)
+        progress.stop()
+    return jobs
 
 
-def _publish(folder: Path, results: list[StageResult], previous: dict, source_label: str) -> None:
-    folder.mkdir(exist_ok=True)
-    rebuilt = {r.name for r in results}
-    entries = [o for o in previous.get("outputs", [])
-               if o.get("format") not in rebuilt and (folder / o.get("path", "")).is_file()]
-    for result in results:
-        for path in result.paths:
-            entries.append({"format": result.name, "path": path.name,
-                            "sha256": sha256(path), "bytes": path.stat().st_size})
-    for result in results:
-        for path in result.paths:
-            os.replace(path, folder / path.name)
-    entries.sort(key=lambda o: (o["format"], o["path"]))
-    manifest = {"source": source_label, "outputs": entries}
-    write_atomic(folder / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+def _run_one(job: Job, name: str, progress) -> None:
+    progress.stage_started(job, name)
+    result = job.stages[name]
+    workdir = job.staging / name
+    workdir.mkdir()
+    try:
+        result.paths, result.report, result.seconds = run_stage(name, job.article, job.theme, workdir, job.ctx)
+        result.status = "built"
+    except PublishError as exc:
+        result.status, result.error = "failed", exc
+    progress.stage_finished(job, result)
+
+
+def _run_pool(pool, tasks, ready, progress) -> None:
+    futures = {}
+    for job, name in tasks:
+        workdir = job.staging / name
+        workdir.mkdir()
+        progress.stage_started(job, name)
+        futures[pool.submit(run_stage, name, job.article, job.theme, workdir, job.ctx)] = (job, name)
+    closed = set()
+    try:
+        pending = set(futures)
+        for job in ready:                      # articles with nothing to build are done already
+            if all(r.status != "pending" for r in job.stages.values()):
+                _close_article(job, progress)
+                closed.add(id(job))
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                job, name = futures[future]
+                result = job.stages[name]
+                try:
+                    result.paths, result.report, result.seconds = future.result()
+                    result.status = "built"
+                except PublishError as exc:
+                    result.status, result.error = "failed", exc
+                progress.stage_finished(job, result)
+                if id(job) not in closed and all(r.status != "pending" for r in job.stages.values()):
+                    _close_article(job, progress)
+                    closed.add(id(job))
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+
+
+def _close_article(job: Job, progress) -> None:
+    if job.ok and any(r.status == "built" for r in job.stages.values()):
+        try:
+            _publish(job)
+        except OSError as exc:
+            job.error = PublishError(Problem(str(job.folder), 0, 0, f"cannot write the outputs ({exc.strerror})",
+                                             "check that the output folder is writable and the disk is not full"))
+    elif job.ok and not (job.folder / "manifest.json").is_file():
+        job.folder.mkdir(exist_ok=True)
+        write_atomic(job.folder / "manifest.json", (json.dumps(
+            {"source": job.source_label, "outputs": [], "stages": {}}, indent=2) + "\n").encode())
+    progress.article_finished(job)

@@ -10,10 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import __version__, stages
-from .build import build_article
+from .build import Job, build
 from .errors import EXIT_CONTENT, EXIT_OK, EXIT_USAGE, Problem, PublishError
 from .source import load_article
+from .progress import Lines, Live_, Quiet, summary
 from .theme import load_theme
+
+from rich.console import Console
 
 
 def project_root() -> Path:
@@ -51,6 +54,11 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--paper", choices=("a4", "letter"), help="paper size of the PDF (default: the theme's)")
     build.add_argument("--cache", default=None, metavar="DIR", help="folder for caches such as synthesized speech (default: .cache/)")
     build.add_argument("--report", default=None, metavar="FILE", help="also write a JSON report of what was built")
+    build.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                       help="run at most N stages at once (default: the number of CPU cores)")
+    noise = build.add_mutually_exclusive_group()
+    noise.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    noise.add_argument("--verbose", "-v", action="store_true", help="print every step")
 
     check = sub.add_parser("check", help="validate articles without building",
                            description="Validate articles and the theme; print every problem found.")
@@ -96,6 +104,21 @@ def display_name(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("publish: interrupted; the previous outputs are unchanged", file=sys.stderr)
+        return 130
+    except Exception as exc:   # a bug, not the user's mistake: say so plainly, without a traceback
+        if os.environ.get("PUBLISH_DEBUG"):
+            raise
+        print(f"publish: internal error: {type(exc).__name__}: {exc}\n"
+              "  this is a bug in publish; run again with PUBLISH_DEBUG=1 to see the details, and report them",
+              file=sys.stderr)
+        return 70
+
+
+def run(args: argparse.Namespace) -> int:
     root = project_root()
     try:
         theme_dir = root / "themes" / args.theme
@@ -117,37 +140,49 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
 
     status = EXIT_OK
-    out_root = Path(args.out) if getattr(args, "out", None) else root / "output"
-    cache_dir = Path(args.cache) if getattr(args, "cache", None) else root / ".cache"
-    report = {"articles": []}
+    articles = []
     for path in sources:
         name = display_name(path)
         try:
             article = load_article(path, name, publisher=theme.organisation)
-            if args.command == "check":
-                print(f"{name}: ok ({sum(1 for _ in article.sentences())} sentences, "
-                      f"{len(article.outline())} headings)")
-                continue
-            result = build_article(article, theme, formats, out_root, name, cache_dir=cache_dir)
-            report["articles"].append({"source": name, "folder": str(result.folder), "stages": [
-                {"format": st.name, "files": [p.name for p in st.paths], **st.report} for st in result.stages]})
-            for stage in result.stages:
-                for p in stage.paths:
-                    print(f"{name}: {stage.name}: {display_name(result.folder / p.name)}")
-            print(f"{name}: manifest: {display_name(result.folder / 'manifest.json')}")
         except PublishError as exc:
             print(exc.format(), file=sys.stderr)
             status = max(status, exc.exit_code)
-        except KeyboardInterrupt:
-            print("publish: interrupted; the previous outputs are unchanged", file=sys.stderr)
-            return 130
-        except Exception as exc:   # a bug: say so plainly, without a traceback
-            if os.environ.get("PUBLISH_DEBUG"):
-                raise
-            print(f"{name}: internal error: {type(exc).__name__}: {exc}\n"
-                  "  this is a bug in publish; set PUBLISH_DEBUG=1 to see the details and report them",
-                  file=sys.stderr)
-            status = max(status, 70)
+            continue
+        if args.command == "check":
+            print(f"{name}: ok ({sum(1 for _ in article.sentences())} sentences, {len(article.outline())} headings)")
+        articles.append((name, article))
+    if args.command == "check" or not articles:
+        return status
+
+    if args.jobs is not None and args.jobs < 1:
+        print("publish: error: --jobs must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    out_root = Path(args.out) if args.out else Path(display_name(root / "output"))
+    cache_dir = Path(args.cache) if args.cache else root / ".cache"
+    jobs = [Job(article, theme, formats, name) for name, article in articles]
+    console = Console(stderr=True) if sys.stderr.isatty() and not args.quiet else None
+    progress = Quiet() if args.quiet else Live_(console) if console else Lines(verbose=args.verbose)
+    try:
+        build(jobs, out_root, cache_dir, workers=args.jobs, progress=progress)
+    except PublishError as exc:
+        print(exc.format(), file=sys.stderr)
+        return exc.exit_code
+    for job in jobs:
+        errors = [job.error] if job.error else []
+        errors += [r.error for r in job.stages.values() if r.error]
+        for error in errors:
+            failed = [n for n, r in job.stages.items() if r.error is error]
+            prefix = f"{job.source_label}: the {failed[0]} stage failed:\n" if failed else ""
+            print(prefix + error.format(), file=sys.stderr)
+            status = max(status, error.exit_code)
+    if not args.quiet:
+        summary(jobs, console)
+    report = {"articles": [{
+        "source": job.source_label, "folder": str(job.folder) if job.folder else None, "published": job.ok,
+        "stages": [{"format": name, "status": r.status, "seconds": round(r.seconds, 3),
+                    "files": [p.name for p in r.paths], **r.report} for name, r in job.stages.items()],
+    } for job in jobs]}
     if getattr(args, "report", None):
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n", "utf-8")
     return status

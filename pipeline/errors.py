@@ -48,6 +48,16 @@ class PublishError(Exception):
     def format(self) -> str:
         return "\n".join(p.format() for p in self.problems)
 
+    def __reduce__(self):
+        # stages run in worker processes: keep the problems (and the class) when pickled back
+        return (_restore, (type(self), self.problems))
+
+
+def _restore(cls, problems):
+    error = Exception.__new__(cls)
+    PublishError.__init__(error, problems)
+    return error
+
 
 class MissingTool(PublishError):
     """A system dependency is missing; the hint says how to install it."""

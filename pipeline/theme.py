@@ -132,6 +132,32 @@ class Theme:
         )
         return env
 
+    def render(self, folder: str, template: str, **context) -> str:
+        """Render templates/<folder>/<template>; a broken template is a located error, not a traceback."""
+        env = self.templates(folder)
+        try:
+            return env.get_template(template).render(**context)
+        except jinja2.TemplateSyntaxError as exc:
+            where = Path(exc.filename or self.root / "templates" / folder / template)
+            raise PublishError(Problem(self._display(where), exc.lineno or 0, 1,
+                                       f"template syntax error: {exc.message}",
+                                       "fix the template (Jinja2 syntax), or restore it from the default theme")) from None
+        except jinja2.TemplateNotFound as exc:
+            raise PublishError(Problem(self._display(self.root / "templates" / folder), 0, 0,
+                                       f"the theme has no template `{exc.name}`",
+                                       "copy it from themes/default/templates/")) from None
+        except jinja2.UndefinedError as exc:
+            raise PublishError(Problem(self._display(self.root / "templates" / folder / template), 0, 0,
+                                       f"template error: {exc.message}",
+                                       "the template uses a value the pipeline does not provide; "
+                                       "compare it with the default theme's template")) from None
+
+    def _display(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(path)
+
     def fingerprint_files(self) -> list[Path]:
         return sorted(p for p in self.root.rglob("*") if p.is_file())
 

@@ -1,0 +1,201 @@
+"""Benchmark: `publish build` against the chain a user would script by hand.
+
+Run on demand (not part of the test suite):
+
+    python3 bench/run.py [--runs 3] [--batch 100]
+
+It measures, on the B12 article, with the median of several runs:
+  (a) a cold build of all four outputs (empty output and cache folders);
+  (b) the hand-scripted peer: pandoc to standalone HTML and to EPUB, WeasyPrint on
+      pandoc's HTML, espeak-ng on pandoc's plain text, ffmpeg to MP3; and a/b;
+  (c) a rebuild with no change, as a fraction of (a);
+  (d) a one-sentence edit: time as a fraction of (a), and utterances synthesized;
+  (e) a batch of N generated variants of the article, against N × (a);
+  (f) peak memory of the whole process tree during (a) and (e).
+It prints a table and writes bench/results.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE = ROOT / "source" / "b12-lower-back-pain.yaml"
+SEED = ROOT / "tests" / "fixtures" / "b12-seed.txt"
+ENV = {**os.environ, "SOURCE_DATE_EPOCH": "1767225600"}
+TARGETS = {"a_over_b": 1.0, "c_over_a": 0.05, "d_over_a": 0.25, "e_over_100a": 0.60, "f_peak_mib": 300}
+
+
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants, from /proc."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                stack.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return total / 2**20
+
+
+def timed(cmd: list[str] | str, cwd: Path = ROOT, shell: bool = False) -> tuple[float, float]:
+    """Wall time and peak memory (MiB, whole process tree) of one command."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0.0
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss_mib(proc.pid))
+            time.sleep(0.02)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    _, err = proc.communicate()
+    done.set()
+    sampler.join()
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"command failed ({proc.returncode}): {cmd}\n{err.decode()[-2000:]}")
+    return elapsed, peak
+
+
+def publish(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline", "build", *args]
+
+
+def cold_build(work: Path, n: int) -> tuple[float, float]:
+    out, cache = work / f"cold-out-{n}", work / f"cold-cache-{n}"
+    return timed(publish(str(SOURCE), "--out", str(out), "--cache", str(cache), "--quiet"))
+
+
+def peer_chain(work: Path, n: int) -> tuple[float, float]:
+    """What a user would script by hand, one tool after the other."""
+    folder = work / f"peer-{n}"
+    folder.mkdir()
+    shutil.copy(SEED, folder / "article.md")
+    pandoc = shutil.which("pandoc") or _pypandoc_binary()
+    script = (
+        f'"{pandoc}" article.md -s --metadata title="Is B12 Good for Lower Back Pain?" -o article.html && '
+        f'"{pandoc}" article.md --metadata title="Is B12 Good for Lower Back Pain?" -o article.epub && '
+        f'"{sys.executable}" -m weasyprint article.html article.pdf && '
+        f'"{pandoc}" article.md -t plain -o article.txt && '
+        'espeak-ng -f article.txt -w article.wav && '
+        'ffmpeg -loglevel error -y -i article.wav -ac 1 -b:a 64k article.mp3'
+    )
+    return timed(script, cwd=folder, shell=True)
+
+
+def _pypandoc_binary() -> str:
+    try:
+        import pypandoc
+        return pypandoc.get_pandoc_path()
+    except (ImportError, OSError):
+        raise SystemExit("pandoc is needed for the peer chain: pip install pypandoc-binary (or apt-get install pandoc)")
+
+
+def report_of(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median is reported)")
+    parser.add_argument("--batch", type=int, default=100, help="articles in the batch measurement (e)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="publish-bench-"))
+    try:
+        results = measure(work, args.runs, args.batch)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+
+
+def measure(work: Path, runs: int, batch: int) -> dict:
+    # warm the file system cache and the interpreter's byte code once, then measure
+    cold_build(work, -1)
+    peer_chain(work, -1)
+    a_runs = [cold_build(work, n) for n in range(runs)]
+    b_runs = [peer_chain(work, n) for n in range(runs)]
+    a = statistics.median(t for t, _ in a_runs)
+    b = statistics.median(t for t, _ in b_runs)
+
+    # (c) nothing changed: rebuild into the first cold build's folders
+    out, cache = work / "cold-out-0", work / "cold-cache-0"
+    c = statistics.median(timed(publish(str(SOURCE), "--out", str(out), "--cache", str(cache), "--quiet"))[0]
+                          for _ in range(runs))
+
+    # (d) one sentence edited
+    d_times, synthesized = [], []
+    for n in range(runs):
+        folder = work / f"edit-{n}"
+        folder.mkdir()
+        source = folder / SOURCE.name
+        shutil.copy(SOURCE, source)
+        build = publish(str(source), "--out", str(folder / "out"), "--cache", str(folder / "cache"), "--quiet")
+        timed(build)
+        source.write_text(SOURCE.read_text().replace(
+            "Another accessible source of dietary B12.", f"Another accessible source of dietary B12, edit {n}."))
+        t, _ = timed(build + ["--report", str(folder / "report.json")])
+        d_times.append(t)
+        audio = [s for s in report_of(folder / "report.json")["articles"][0]["stages"] if s["format"] == "audio"]
+        synthesized.append(audio[0].get("synthesized") if audio else None)
+    d = statistics.median(d_times)
+
+    # (e) a batch of generated variants: each has its own title and one sentence of its own
+    sources = work / "batch"
+    sources.mkdir()
+    text = SOURCE.read_text()
+    for n in range(batch):
+        variant = text.replace("title: Is B12 Good for Lower Back Pain?", f"title: Is B12 Good for Lower Back Pain? (variant {n})")
+        variant = variant.replace("Easy to take at home.", f"Easy to take at home (variant {n}).")
+        (sources / f"variant-{n:03d}.yaml").write_text(variant)
+    e, e_peak = timed(publish(*sorted(str(p) for p in sources.glob("*.yaml")),
+                              "--out", str(work / "batch-out"), "--cache", str(work / "batch-cache"), "--quiet"))
+
+    peak = max([m for _, m in a_runs] + [e_peak])
+    return {
+        "runs": runs, "batch": batch, "cores": os.cpu_count(),
+        "a_cold_build_s": round(a, 3), "b_peer_chain_s": round(b, 3), "a_over_b": round(a / b, 3),
+        "c_no_change_s": round(c, 3), "c_over_a": round(c / a, 3),
+        "d_one_sentence_s": round(d, 3), "d_over_a": round(d / a, 3), "d_utterances_synthesized": synthesized,
+        "e_batch_s": round(e, 3), "e_over_100a": round(e / (batch * a), 3),
+        "f_peak_mib": round(peak, 1), "f_peak_cold_mib": round(max(m for _, m in a_runs), 1),
+        "b_peer_peak_mib": round(max(m for _, m in b_runs), 1),
+        "targets": TARGETS,
+    }
+
+
+def print_table(r: dict) -> None:
+    rows = [
+        ("(a) cold build, four outputs", f"{r['a_cold_build_s']:.2f} s", ""),
+        ("(b) hand-scripted peer chain", f"{r['b_peer_chain_s']:.2f} s", ""),
+        ("    a / b", f"{r['a_over_b']:.2f}", f"≤ {TARGETS['a_over_b']}"),
+        ("(c) no-change rebuild / a", f"{r['c_over_a']:.1%}", f"≤ {TARGETS['c_over_a']:.0%}"),
+        ("(d) one-sentence edit / a", f"{r['d_over_a']:.1%}", f"≤ {TARGETS['d_over_a']:.0%}"),
+        ("    utterances synthesized", str(r["d_utterances_synthesized"]), "1"),
+        (f"(e) batch of {r['batch']} / {r['batch']} × a", f"{r['e_over_100a']:.1%}", f"≤ {TARGETS['e_over_100a']:.0%}"),
+        ("(f) peak memory", f"{r['f_peak_mib']:.0f} MiB", f"≤ {TARGETS['f_peak_mib']} MiB"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'value':>10}  target")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>10}  {target}")
+
+
+if __name__ == "__main__":
+    main()
