@@ -110,6 +110,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)          # mkstemp makes it private; outputs are for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -139,6 +140,21 @@ def _referenced_files(article: Article) -> list[Path]:
     return files
 
 
+_CODE_HASH: str | None = None
+
+
+def code_hash() -> str:
+    """A hash of the pipeline's own code: a changed stage must not reuse outputs of the old one."""
+    global _CODE_HASH
+    if _CODE_HASH is None:
+        package = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for path in sorted(package.rglob("*.py")):
+            h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+        _CODE_HASH = h.hexdigest()
+    return _CODE_HASH
+
+
 def fingerprint(job: Job, name: str, stage) -> str:
     """A hash of everything the stage's output depends on (no absolute paths: it must match across checkouts)."""
     h = hashlib.sha256()
@@ -146,7 +162,7 @@ def fingerprint(job: Job, name: str, stage) -> str:
     def add(label: str, data: bytes) -> None:
         h.update(label.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
 
-    add("package", __version__.encode())
+    add("package", f"{__version__} {code_hash()}".encode())
     add("stage", name.encode())
     add("epoch", str(job.ctx.epoch).encode())
     add("source", job.article.source.read_bytes())
