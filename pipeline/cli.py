@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import __version__, stages
 from .build import Job, build
-from .errors import EXIT_CONTENT, EXIT_OK, EXIT_USAGE, Problem, PublishError
+from .errors import EXIT_OK, EXIT_USAGE, PublishError, display_path
 from .source import load_article
 from .progress import Lines, Live_, Quiet, summary
 from .theme import load_theme
@@ -95,11 +95,7 @@ def find_sources(names: list[str], root: Path) -> list[Path]:
     return found
 
 
-def display_name(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+display_name = display_path
 
 
 def main(argv: list[str] | None = None) -> int:

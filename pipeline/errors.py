@@ -78,6 +78,14 @@ class InternalError(PublishError):
     exit_code = 70
 
 
+def display_path(path: str | Path) -> str:
+    """A path as the person running the command would type it: relative to where they are, if inside."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
 def problem_at(file: str | Path, located: object, message: str, hint: str = "") -> Problem:
     """A Problem at the position carried by a located value (see yamlfile)."""
     return Problem(str(file), getattr(located, "line", 0), getattr(located, "column", 0), message, hint)

@@ -140,7 +140,7 @@ def load_article(path: Path, display: str | None = None, publisher: str = "") ->
     data, problems = validate(ARTICLE, raw, name)
     if problems:
         raise PublishError(problems)
-    return _Builder(path, name, data, publisher).article()
+    return _Builder(path.resolve(), name, data, publisher).article()
 
 
 class _Builder:

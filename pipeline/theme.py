@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jinja2
 
-from .errors import Problem, PublishError
+from .errors import Problem, PublishError, display_path
 from .schema import Boolean, Errors, Field, Integer, Record, Spec, Text, validate
 from .yamlfile import LDict, read_yaml
 
@@ -139,24 +139,18 @@ class Theme:
             return env.get_template(template).render(**context)
         except jinja2.TemplateSyntaxError as exc:
             where = Path(exc.filename or self.root / "templates" / folder / template)
-            raise PublishError(Problem(self._display(where), exc.lineno or 0, 1,
+            raise PublishError(Problem(display_path(where), exc.lineno or 0, 1,
                                        f"template syntax error: {exc.message}",
                                        "fix the template (Jinja2 syntax), or restore it from the default theme")) from None
         except jinja2.TemplateNotFound as exc:
-            raise PublishError(Problem(self._display(self.root / "templates" / folder), 0, 0,
+            raise PublishError(Problem(display_path(self.root / "templates" / folder), 0, 0,
                                        f"the theme has no template `{exc.name}`",
                                        "copy it from themes/default/templates/")) from None
         except jinja2.UndefinedError as exc:
-            raise PublishError(Problem(self._display(self.root / "templates" / folder / template), 0, 0,
+            raise PublishError(Problem(display_path(self.root / "templates" / folder / template), 0, 0,
                                        f"template error: {exc.message}",
                                        "the template uses a value the pipeline does not provide; "
                                        "compare it with the default theme's template")) from None
-
-    def _display(self, path: Path) -> str:
-        try:
-            return str(path.resolve().relative_to(Path.cwd().resolve()))
-        except ValueError:
-            return str(path)
 
     def fingerprint_files(self) -> list[Path]:
         return sorted(p for p in self.root.rglob("*") if p.is_file())

@@ -76,7 +76,7 @@ def test_a_template_syntax_error_is_located(tmp_path):
     lines = blocks.read_text().splitlines()
     lines.insert(11, "{% if %}")
     blocks.write_text("\n".join(lines) + "\n")
-    result = run_publish("build", f"source/{B12.name}", "--theme", "clinic", "--format", "html",
+    result = run_publish("build", f"source/{B12.name}", "--theme", "clinic", "--format", "pdf",
                          "--out", str(project / "output"), cwd=project)
     assert result.returncode == 1, result.stderr
     assert "themes/clinic/templates/_blocks/blocks.html:12:1: error: template syntax error" in result.stderr
