@@ -82,14 +82,20 @@ def test_editing_one_sentence_rebuilds_the_outputs_holding_it_and_speaks_one_utt
         assert "These shellfish are full of B12." in html.read_text()
 
 
-def test_a_failing_stage_publishes_nothing_and_keeps_the_previous_outputs(tmp_path):
+def built_then_edited(tmp_path) -> tuple[Path, Path, dict]:
+    """A project built once, then its article changed so that every stage must rebuild."""
     project = make_project(tmp_path)
     assert build(project).returncode == 0
     folder = project / "output" / B12.stem
     before = snapshot(folder)
-    # change the article (so every stage would rebuild) and break only the PDF template
     source = project / "source" / B12.name
     source.write_text(source.read_text().replace("Eggs", "Hen eggs"))
+    return project, folder, before
+
+
+def test_a_failing_stage_publishes_nothing_and_keeps_the_previous_outputs(tmp_path):
+    project, folder, before = built_then_edited(tmp_path)
+    # break only the PDF template
     template = sorted((project / "themes" / "default" / "templates" / "pdf").glob("*.html"))[0]
     template.write_text(template.read_text() + "\n{% if %}\n")
     result = build(project)
@@ -121,12 +127,7 @@ def _staging(project: Path) -> list[Path]:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
 def test_an_interrupted_build_leaves_the_previous_outputs_intact(tmp_path, sig):
-    project = make_project(tmp_path)
-    assert build(project).returncode == 0
-    folder = project / "output" / B12.stem
-    before = snapshot(folder)
-    source = project / "source" / B12.name
-    source.write_text(source.read_text().replace("Eggs", "Hen eggs"))
+    project, folder, before = built_then_edited(tmp_path)
     shutil.rmtree(project / ".cache", ignore_errors=True)   # make the rebuild slow enough to interrupt
     proc = _start_build(project)
     _wait_for(lambda: _staging(project) and any(p.iterdir() for p in _staging(project)))
@@ -140,7 +141,6 @@ def test_an_interrupted_build_leaves_the_previous_outputs_intact(tmp_path, sig):
     # the next build cleans up whatever a killed build left, and succeeds
     assert build(project).returncode == 0
     assert not _staging(project)
-    assert "Hen eggs" in (folder / "manifest.json").read_text() or True   # content checked by stage tests
 
 
 def test_two_builds_of_one_article_at_once_are_refused_clearly(tmp_path):
