@@ -1,0 +1,84 @@
+"""The large-print web page: document model + theme → Jinja2 → <slug>.html with its assets beside it.
+
+The page's stylesheet, script and fonts are written next to it (no request
+to any other origin); the palettes are written into the page from the
+theme's validated, contrast-checked settings.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..model import Article
+from ..theme import Theme
+from . import BuildContext
+
+FONTS = ("AtkinsonHyperlegible-Regular.ttf", "AtkinsonHyperlegible-Bold.ttf")
+
+
+@dataclass
+class TocEntry:
+    id: str
+    text: str
+    children: list = field(default_factory=list)
+
+
+def table_of_contents(article: Article) -> list[TocEntry]:
+    """Top-level sections with their subsections (FAQ questions are left out: the FAQ heading leads there)."""
+    entries: list[TocEntry] = []
+    for entry in article.outline(max_level=3):
+        if entry.level == 2:
+            entries.append(TocEntry(entry.id, entry.text))
+        elif entry.block.kind == "section" and entries:
+            entries[-1].children.append(TocEntry(entry.id, entry.text))
+    return entries
+
+
+class HtmlStage:
+    name = "html"
+
+    def outputs(self, article: Article) -> list[str]:
+        return [f"{article.slug}.html", "large-print.css", "reader.js", *FONTS]
+
+    def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
+        # the page links the narration only when there is one
+        return f"audio {ctx.has('audio')}".encode()
+
+    def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
+        written = []
+        for source, name in [(theme.file("css/html.css"), "large-print.css"), (theme.file("js/reader.js"), "reader.js"),
+                             *((theme.file(f"fonts/{font}"), font) for font in FONTS)]:
+            shutil.copyfile(source, workdir / name)
+            written.append(workdir / name)
+        assets = {"css": "large-print.css", "js": "reader.js", "logo": ""}
+        if theme.logo:
+            logo = f"logo{theme.logo.path.suffix.lower()}"
+            shutil.copyfile(theme.logo.path, workdir / logo)
+            written.append(workdir / logo)
+            assets["logo"] = logo
+        audio = None
+        if ctx.has("audio"):
+            audio = {"mp3": f"{article.slug}.mp3", "vtt": f"{article.slug}.vtt",
+                     "transcript": f"{article.slug}.transcript.txt"}
+        opts = {"epub": False, "sentence_ids": True, "print_urls": False, "listen": audio is not None,
+                "image_url": lambda image: image.path.name}
+        page = theme.render("html", "page.html", article=article, theme=theme, opts=opts, assets=assets,
+                            audio=audio, toc=table_of_contents(article))
+        target = workdir / f"{article.slug}.html"
+        target.write_text(page, encoding="utf-8")
+        for image in _images(article.blocks):
+            shutil.copyfile(image.path, workdir / image.path.name)
+            written.append(workdir / image.path.name)
+        return [target, *written]
+
+
+def _images(blocks):
+    for block in blocks:
+        if block.kind == "image":
+            yield block
+        if block.kind == "section":
+            yield from _images(block.blocks)
+
+
+STAGE = HtmlStage()
