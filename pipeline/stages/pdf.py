@@ -1,56 +1,91 @@
-"""The print handout: document model + theme → HTML and print CSS → WeasyPrint → tagged PDF/UA-1."""
+"""The print handout: document model + theme → HTML and print CSS → WeasyPrint → tagged PDF/UA-1.
+
+WeasyPrint writes the structure tree, bookmarks, /Lang, DisplayDocTitle and
+the PDF/UA identification. One finishing pass with pikepdf adds what it
+leaves out: the /Scope of each table header cell and the XMP publisher,
+subject, language and identifier.
+
+Every file WeasyPrint loads (stylesheet, fonts, logo, images) goes through
+a fetcher that serves only files inside the article's folder and the
+theme's folder: no network, nothing else on the machine.
+"""
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
-from xml.etree import ElementTree as ET
 
-from ..errors import Problem, PublishError
+from ..errors import Problem, PublishError, display_path
 from ..model import Article
 from ..theme import Theme
 from . import BuildContext
 
-RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
-DC = "http://purl.org/dc/elements/1.1/"
-PAPER = {"a4": "A4", "letter": "letter"}
 
-
-def iso_date(epoch: int) -> str:
+def w3c_datetime(epoch: int) -> str:
+    """The build's instant as WeasyPrint reads it from <meta name=dcterms.created> (→ /CreationDate)."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def reviewed_text(article: Article) -> str:
-    return article.metadata.date_reviewed or "not yet recorded"
+# The widest and tallest an image may be drawn, in pt: the text column of
+# either paper, and a third of a page, so a picture never pushes its caption
+# or the next heading far away.
+MAX_IMAGE_PT = (480.0, 260.0)
 
 
-def _fetcher_class():
+def image_size_pt(path: Path) -> tuple[float, float]:
+    """An image's size on paper: its pixels at the CSS 96 dpi, shrunk to fit MAX_IMAGE_PT."""
+    from PIL import Image as Picture        # Pillow comes with WeasyPrint
+
+    try:
+        with Picture.open(path) as picture:
+            width, height = (px * 0.75 for px in picture.size)
+    except OSError as exc:                  # also Pillow's "cannot identify image file"
+        raise PublishError(Problem(display_path(path), 0, 0, f"the image cannot be read ({exc})",
+                                   "save it again as PNG or JPEG")) from None
+    scale = min(1.0, MAX_IMAGE_PT[0] / width, MAX_IMAGE_PT[1] / height)
+    return round(width * scale, 2), round(height * scale, 2)
+
+
+def _fetcher(allowed: list[Path], article: Article):
+    """A WeasyPrint URL fetcher confined to *allowed* folders; anything else stops the build.
+
+    The error raised is a FatalURLFetchingError, the one kind WeasyPrint lets
+    through instead of turning it into a warning and a missing image or font.
+    """
     from weasyprint.urls import FatalURLFetchingError, URLFetcher
 
+    folders = [folder.resolve() for folder in allowed]
+    both = " and ".join(f"`{display_path(folder)}/`" for folder in folders)
+    either = " or ".join(f"`{display_path(folder)}/`" for folder in folders)
+
     class Refused(FatalURLFetchingError):
-        def __init__(self, url: str):
-            super().__init__(url)
-            self.url = url
+        def __init__(self, problem: Problem):
+            super().__init__(problem.message)
+            self.problem = problem
+
+    def refuse(url: str, why: str, hint: str) -> Refused:
+        # The fetcher cannot tell which file asked for the URL: name both candidates.
+        return Refused(Problem(display_path(article.source), 0, 0, f"the PDF needs `{url}`, {why}", hint))
 
     class FolderFetcher(URLFetcher):
-        """Fetches only files inside the allowed folders: no network, no other files."""
-
-        def __init__(self, allowed: list[Path]):
-            super().__init__(allowed_protocols={"file"}, fail_on_errors=True)
-            self.allowed = [p.resolve() for p in allowed]
-
         def fetch(self, url, headers=None):
             parts = urlsplit(url)
             if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-                raise Refused(url)
-            path = Path(unquote(parts.path)).resolve()      # resolves symlinks and ".."
-            if not any(path.is_relative_to(folder) for folder in self.allowed) or not path.is_file():
-                raise Refused(url)
-            return super().fetch(url, headers)
+                raise refuse(url, "which is not a local file: the PDF is built without the network",
+                             f"copy the file into {either} and refer to it by a relative path "
+                             f"(in the article, or in the theme's CSS and templates)")
+            path = Path(unquote(parts.path)).resolve()        # resolves symbolic links and ".."
+            if not any(path.is_relative_to(folder) for folder in folders):
+                raise refuse(url, f"which is outside {both}",
+                             f"copy the file into {either} and refer to it there "
+                             f"(check the theme's CSS and templates, and the article's image paths)")
+            if not path.is_file():
+                raise refuse(f"{display_path(path)}", "which does not exist",
+                             "check the file name in the theme's CSS and templates or in the article")
+            return super().fetch(path.as_uri(), headers)
 
-    return FolderFetcher, Refused
+    return FolderFetcher(allowed_protocols={"file"}, fail_on_errors=True), Refused
 
 
 class PdfStage:
@@ -60,67 +95,93 @@ class PdfStage:
         return [f"{article.slug}.pdf"]
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
+        import pikepdf
         import weasyprint
-        return f"weasyprint {weasyprint.__version__}; paper {theme.paper}".encode()
+        return f"weasyprint {weasyprint.__version__}; pikepdf {pikepdf.__version__}; paper {theme.paper}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         import weasyprint
         from weasyprint.text.fonts import FontConfiguration
 
-        FolderFetcher, Refused = _fetcher_class()
-        css_file = theme.file("css/pdf.css")
+        source_folder = article.source.parent.resolve()
+        fetcher, Refused = _fetcher([source_folder, theme.root], article)
         opts = {"epub": False, "sentence_ids": False, "print_urls": True, "listen": False,
-                "image_url": lambda image: image.path.as_uri()}
-        html = theme.render("pdf", "handout.html", article=article, theme=theme, opts=opts,
-                            stylesheet=css_file.as_uri(),
-                            logo_url=theme.logo.path.as_uri() if theme.logo else "",
-                            reviewed=reviewed_text(article), created=iso_date(ctx.epoch))
-        paper = PAPER[theme.paper]
-        fetcher = FolderFetcher([article.source.parent, theme.root])
-        target = workdir / f"{article.slug}.pdf"
-        # WeasyPrint logs layout warnings on its own logger; they are not the user's business.
-        logging.getLogger("weasyprint").setLevel(logging.ERROR)
+                "image_url": lambda image: image.path.resolve().as_uri(),
+                # decorative images are drawn as backgrounds of this size: artifacts, not figures
+                "image_size": lambda image: image_size_pt(image.path)}
+        html = theme.render(
+            "pdf", "handout.html", article=article, theme=theme, opts=opts,
+            paper=theme.paper,
+            stylesheet=theme.file("css/pdf.css").as_uri(),
+            logo_url=theme.logo.path.resolve().as_uri() if theme.logo else "",
+            reviewed=article.metadata.date_reviewed,
+            created=w3c_datetime(ctx.epoch))
+
+        # WeasyPrint reports unsupported CSS and the like on its logger; the
+        # person running the build cannot act on those, and real problems
+        # (a refused or missing file) stop the build below.
+        logging.getLogger("weasyprint").setLevel(logging.CRITICAL)
+        rendered = workdir / "weasyprint.pdf"
         try:
-            document = weasyprint.HTML(string=html, base_url=article.source.parent.as_uri() + "/",
+            document = weasyprint.HTML(string=html, base_url=source_folder.as_uri() + "/",
                                        url_fetcher=fetcher).render(
-                stylesheets=[weasyprint.CSS(string=f"@page {{ size: {paper}; }}")],
                 font_config=FontConfiguration(), pdf_variant="pdf/ua-1")
-            _add_to_xmp(document.metadata, article)
-            document.write_pdf(target, pdf_variant="pdf/ua-1", pdf_identifier=True,
-                               uncompressed_pdf=False)
+            # pdf_identifier=True: the file ID is a hash of the content, not random.
+            document.write_pdf(rendered, pdf_variant="pdf/ua-1", pdf_identifier=True)
         except Refused as exc:
-            raise PublishError(Problem(str(article.source), 0, 0,
-                                       f"the PDF refers to `{exc.url}`, outside the article's and the theme's folders",
-                                       "keep images, fonts and stylesheets inside the article's folder or the theme folder")) from None
+            raise PublishError(exc.problem) from None
+        target = workdir / f"{article.slug}.pdf"
+        finish(rendered, target, article)
+        rendered.unlink()
+        ctx.report.setdefault(self.name, {})["pages"] = len(document.pages)
         return [target]
 
 
-def _add_to_xmp(metadata, article: Article) -> None:
-    """Add publisher, subject and language to the XMP packet WeasyPrint writes (title, description, keywords).
+def finish(rendered: Path, target: Path, article: Article) -> None:
+    """Add table header scopes and XMP metadata; save with an ID derived from the content."""
+    import pikepdf
 
-    They go into WeasyPrint's own rdf:RDF element: an XMP packet holds one.
-    """
-    generate = metadata.generate_rdf_metadata
-
-    def generate_with_ours(*args, **kwargs) -> bytes:
-        ET.register_namespace("rdf", RDF)
-        ET.register_namespace("dc", DC)
-        rdf = ET.fromstring(generate(*args, **kwargs))
-        description = ET.SubElement(rdf, f"{{{RDF}}}Description", {f"{{{RDF}}}about": ""})
-
-        def bag(name: str, values: list[str]) -> None:
-            if values:
-                items = ET.SubElement(ET.SubElement(description, f"{{{DC}}}{name}"), f"{{{RDF}}}Bag")
-                for value in values:
-                    ET.SubElement(items, f"{{{RDF}}}li").text = value
+    with pikepdf.open(rendered) as pdf:
+        add_header_scopes(pdf.Root.StructTreeRoot)
         m = article.metadata
-        bag("publisher", [m.publisher] if m.publisher else [])
-        bag("subject", [s for s in (m.subject, *m.keywords) if s])
-        bag("language", [m.language])
-        ET.SubElement(description, f"{{{DC}}}identifier").text = m.identifier
-        return ET.tostring(rdf, encoding="utf-8")
+        # No editor stamp, no MetadataDate: both would carry the clock into the file.
+        with pdf.open_metadata(set_pikepdf_as_editor=False, update_docinfo=False) as xmp:
+            if m.publisher:
+                xmp["dc:publisher"] = [m.publisher]
+            xmp["dc:subject"] = [s for s in (m.subject, *m.keywords) if s]
+            xmp["dc:language"] = [m.language]
+            xmp["dc:identifier"] = m.identifier
+            producer = xmp.get("pdf:Producer")
+        # Saving would name pikepdf as the producer in the document info; PDF/A
+        # and PDF/UA checkers want it to match the XMP packet.
+        if producer:
+            pdf.docinfo.Producer = producer
+        pdf.save(target, deterministic_id=True)
 
-    metadata.generate_rdf_metadata = generate_with_ours
+
+def add_header_scopes(tree) -> None:
+    """Give every TH a /Scope: Column in the table's head, Row in its body.
+
+    WeasyPrint links each TD to its headers (/Headers) but gives header cells
+    no scope; checkers and screen readers that look for the scope find it.
+    """
+    import pikepdf
+
+    def walk(element, in_head: bool) -> None:
+        if not isinstance(element, pikepdf.Dictionary) or element.get("/Type") in ("/MCR", "/OBJR"):
+            return
+        tag = element.get("/S")
+        if tag == "/TH":
+            attributes = element.get("/A")
+            if not isinstance(attributes, pikepdf.Dictionary):
+                attributes = element.A = pikepdf.Dictionary(O=pikepdf.Name.Table)
+            attributes.Scope = pikepdf.Name.Column if in_head else pikepdf.Name.Row
+            return
+        kids = element.get("/K")
+        for kid in kids if isinstance(kids, pikepdf.Array) else [kids]:
+            walk(kid, in_head or tag == "/THead")
+
+    walk(tree, False)
 
 
 STAGE = PdfStage()
