@@ -17,11 +17,14 @@
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -39,6 +42,7 @@ from .theme import Theme
 # When SOURCE_DATE_EPOCH is not set, timestamps come from this fixed instant
 # (2000-01-01T00:00:00Z), never from the clock, so builds stay reproducible.
 DEFAULT_EPOCH = 946684800
+LOCK_WAIT = 5.0          # seconds to wait for another build of the same article
 
 
 def source_date_epoch() -> int:
@@ -218,9 +222,26 @@ def run_stage(name: str, article: Article, theme: Theme, workdir: Path, ctx: Bui
     return list(paths), dict(ctx.report.get(name, {})), time.perf_counter() - started
 
 
+def _worker_start() -> None:
+    """Set up a worker process: Ctrl-C is the parent's to handle, and a worker dies with its parent.
+
+    Without this a worker of a killed build would live on and keep the
+    terminal's output open.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)          # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass                                   # not Linux: workers still end when their queue closes
+    if os.getppid() == 1:                      # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int) -> None:
     job.folder = out_root / job.slug
-    job.lock = FileLock(str(out_root / f".{job.slug}.lock"), timeout=0)
+    # A short wait: the workers of a build that was just killed may hold the lock for a moment longer.
+    job.lock = FileLock(str(out_root / f".{job.slug}.lock"), timeout=LOCK_WAIT)
     try:
         job.lock.acquire()
     except Timeout:
@@ -301,8 +322,16 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
         progress.start(jobs)
         tasks = [(job, name) for job in ready for name, r in job.stages.items() if r.status == "pending"]
         if len(tasks) > 1 and workers > 1:
-            with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+            pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_worker_start)
+            try:
                 _run_pool(pool, tasks, ready, progress)
+            except BaseException:
+                # interrupted: stop the workers now rather than letting them finish their stages
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
         else:
             for job, name in tasks:
                 _run_one(job, name, progress)
