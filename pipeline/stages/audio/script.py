@@ -1,0 +1,166 @@
+"""The spoken script: the document model read aloud as a person would read it to a listener.
+
+Every utterance knows the ids of the sentences (or heading) it comes from,
+its chapter, and the pause that follows it. Announcements ("Section 3: …",
+"Six key points.") are added; lists are counted, the table is read row by
+row with its headers, the FAQ as questions and answers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...model import (
+    Article, Disclaimer, Faq, Image, KeyPoints, ListBlock, Paragraph, References, Related, Section,
+    Summary, Table,
+)
+from .lexicon import Lexicon
+
+# pauses after an utterance, in seconds
+PAUSES = {"sentence": 0.35, "paragraph": 0.8, "heading": 0.6, "section": 1.5, "end": 0.0}
+
+NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+                "fifteen sixteen seventeen eighteen nineteen twenty").split()
+
+
+def count_words(n: int) -> str:
+    return NUMBER_WORDS[n] if n < len(NUMBER_WORDS) else str(n)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: str                      # unique; a section announcement's id is the section's heading id
+    written: str                 # the text as written (for the transcript's readers and the tests)
+    spoken: str                  # what the voice says
+    chapter: int                 # 0 is the opening
+    pause: str                   # one of PAUSES
+    sources: tuple[str, ...]     # ids of the model's sentences or headings
+
+
+@dataclass(frozen=True)
+class Chapter:
+    index: int
+    title: str
+    heading_id: str              # the id of the utterance that opens it
+
+
+class ScriptWriter:
+    def __init__(self, article: Article, lexicon: Lexicon, publisher: str):
+        self.article, self.lexicon, self.publisher = article, lexicon, publisher
+        self.utterances: list[Utterance] = []
+        self.chapters: list[Chapter] = []
+        self.chapter = 0
+
+    def say(self, uid: str, written: str, pause: str = "sentence", sources: tuple[str, ...] = ()) -> None:
+        spoken = self.lexicon.speak(written)
+        if spoken and spoken[-1] not in ".?!":
+            spoken += "."
+        self.utterances.append(Utterance(uid, written, spoken, self.chapter, pause, sources or (uid,)))
+
+    def sentences(self, sentences, last_pause: str = "paragraph", lead: str = "") -> None:
+        for n, sentence in enumerate(sentences):
+            text = f"{lead}{sentence.text}" if n == 0 and lead else sentence.text
+            self.say(sentence.id, text, last_pause if n == len(sentences) - 1 else "sentence", (sentence.id,))
+
+    def end_pause(self, pause: str) -> None:
+        if self.utterances:
+            last = self.utterances[-1]
+            if PAUSES[pause] > PAUSES[last.pause]:
+                self.utterances[-1] = Utterance(last.id, last.written, last.spoken, last.chapter, pause, last.sources)
+
+    # -- the whole article ---------------------------------------------------
+    def write(self) -> tuple[list[Utterance], list[Chapter]]:
+        a, m = self.article, self.article.metadata
+        self.chapters.append(Chapter(0, "Opening", a.title.id))
+        self.say(a.title.id, a.title.text, "heading")
+        if a.subtitle:
+            self.say(f"{a.title.id}-subtitle", "".join(s.text for s in a.subtitle), "heading")
+        self.say("opening-publisher", f"An audio version of the article from {self.publisher}.")
+        if m.date_reviewed:
+            self.say("opening-reviewed", f"Last reviewed {m.date_reviewed}.")
+        self.end_pause("section")
+        number = 0
+        for block in a.blocks:
+            if hasattr(block, "heading"):
+                number += 1
+                self.chapter = number
+                self.chapters.append(Chapter(number, block.heading.text, block.heading.id))
+                self.say(block.heading.id, f"Section {number}: {block.heading.text}", "heading", (block.heading.id,))
+            self.block(block)
+            self.end_pause("section" if hasattr(block, "heading") else "paragraph")
+        self.say("closing", f"This is the end of {a.metadata.title}, from {self.publisher}.", "end")
+        return self.utterances, self.chapters
+
+    def block(self, block) -> None:
+        if isinstance(block, Paragraph):
+            self.sentences(block.sentences)
+        elif isinstance(block, (Section, Summary, Disclaimer)):
+            for child in block.blocks:
+                if isinstance(child, Section):        # a subsection: announced by its heading alone
+                    self.say(child.heading.id, child.heading.text, "heading", (child.heading.id,))
+                self.block(child)
+                self.end_pause("paragraph")
+        elif isinstance(block, KeyPoints):
+            self.items(block.items, f"{block.id}-count", "key point", "key points")
+        elif isinstance(block, ListBlock):
+            self.items(block.items, f"{block.id}-count", "item", "items", numbered=block.ordered, prefix="A list of ")
+        elif isinstance(block, Table):
+            self.table(block)
+        elif isinstance(block, Faq):
+            for item in block.items:
+                self.say(item.question.id, f"Question: {item.question.text}", "sentence", (item.question.id,))
+                for paragraph in item.answer:
+                    self.sentences(paragraph.sentences, lead="Answer: ")
+        elif isinstance(block, Related):
+            for link in block.links:
+                self.say(link.id, link.title_text, "sentence")
+                self.sentences(link.description)
+        elif isinstance(block, References):
+            for n, ref in enumerate(block.items, 1):
+                self.sentences(ref.sentences, lead=f"Reference {count_words(n)}: ")
+        elif isinstance(block, Image) and not block.decorative:
+            self.say(f"{block.id}-alt", f"Image: {block.alt}", "sentence")
+            self.sentences(block.caption)
+
+    def items(self, items, count_id: str, singular: str, plural: str, numbered: bool = True, prefix: str = "") -> None:
+        counted = f"{count_words(len(items))} {plural if len(items) != 1 else singular}"
+        self.say(count_id, f"{prefix}{counted}." if prefix else f"{counted.capitalize()}.", "sentence")
+        for n, item in enumerate(items, 1):
+            lead = f"{singular.capitalize()} {n}: " if numbered or singular == "key point" else ""
+            if item.label:
+                self.say(f"{item.id}-label", f"{lead}{item.label_text}.", "sentence")
+                self.sentences(item.sentences)
+            else:
+                self.sentences(item.sentences, lead=lead)
+
+    def table(self, table: Table) -> None:
+        rows = len(table.rows)
+        self.say(f"{table.id}-caption", f"A table: {table.caption_text}. It compares "
+                 f"{', '.join(c.text for c in table.columns[:-1])} and {table.columns[-1].text}, "
+                 f"by {table.corner.text.lower()}, in {count_words(rows)} rows.", "paragraph")
+        for row in table.rows:
+            self.say(row.id, row.header.text, "sentence", tuple(s.id for s in row.header.sentences) or (row.id,))
+            for column, cell in zip(table.columns, row.cells):
+                self.sentences(cell.sentences, "sentence", lead=f"{column.text}: ")
+            self.end_pause("paragraph")
+
+
+def write_script(article: Article, lexicon: Lexicon, publisher: str) -> tuple[list[Utterance], list[Chapter]]:
+    return ScriptWriter(article, lexicon, publisher).write()
+
+
+def transcript(article: Article, utterances: list[Utterance], chapters: list[Chapter]) -> str:
+    """The script as read, with the section headings as plain lines (no markup characters)."""
+    lines: list[str] = []
+    openers = {c.heading_id: c for c in chapters}
+    for u in utterances:
+        chapter = openers.get(u.id)
+        if chapter is not None and chapter.index > 0:
+            lines += ["", "", u.spoken, ""]
+            continue
+        if u.id == article.title.id:
+            lines += [u.spoken, ""]
+            continue
+        lines.append(u.spoken)
+        if u.pause in ("paragraph", "heading"):
+            lines.append("")
+    return "\n".join(line.rstrip() for line in lines).strip() + "\n"

@@ -1,0 +1,166 @@
+"""The narration, through real espeak-ng (pyttsx3) and real ffmpeg: chapters, loudness, captions, cache."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import B12, ROOT, assert_in_order, normalise, require_tool, run_publish, seed_sentences
+from pipeline.source import load_article
+from pipeline.stages.audio.lexicon import load_lexicon
+from pipeline.theme import load_theme
+
+
+@pytest.fixture(scope="module")
+def folder(build_b12) -> Path:
+    return build_b12("audio")
+
+
+def ffprobe_chapters(path: Path) -> list[tuple[float, str]]:
+    require_tool("ffprobe", "apt-get install ffmpeg")
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return [(float(c["start_time"]), c["tags"]["title"]) for c in json.loads(out)["chapters"]]
+
+
+def vtt_cues(path: Path) -> list[tuple[str, float, float, str]]:
+    def seconds(stamp):
+        h, m, s = stamp.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+    blocks = path.read_text().split("\n\n")
+    assert blocks[0] == "WEBVTT"
+    cues = []
+    for block in blocks[1:]:
+        ident, timing, text = block.strip().split("\n", 2)
+        start, end = timing.split(" --> ")
+        cues.append((ident, seconds(start), seconds(end), text))
+    return cues
+
+
+def test_chapters_match_the_sections_in_both_files(folder):
+    article = load_article(B12)
+    titles = ["Opening"] + [e.text for e in article.outline() if e.level == 2]
+    cues = {ident: start for ident, start, _, _ in vtt_cues(folder / f"{B12.stem}.vtt")}
+    openers = ["title"] + [e.id for e in article.outline() if e.level == 2]
+    for suffix in (".mp3", ".m4b"):
+        chapters = ffprobe_chapters(folder / f"{B12.stem}{suffix}")
+        assert [title for _, title in chapters] == titles, suffix
+        for (start, _), opener in zip(chapters, openers):
+            assert abs(start - cues[opener]) < 0.06, (suffix, opener)
+
+
+def test_mp3_tags(folder):
+    from mutagen.id3 import ID3
+    tags = ID3(folder / f"{B12.stem}.mp3")
+    assert str(tags["TIT2"]) == "Is B12 Good for Lower Back Pain?"
+    assert str(tags["TPE1"]) == "Your Clinic Name" and str(tags["TALB"])
+    assert str(tags["TDRC"]).startswith("2026")              # from SOURCE_DATE_EPOCH: the article has no review date
+    toc = tags.getall("CTOC")[0]
+    assert len(toc.child_element_ids) == len(tags.getall("CHAP"))
+
+
+@pytest.mark.parametrize("suffix", [".mp3", ".m4b"])
+def test_loudness_and_true_peak(folder, suffix):
+    require_tool("ffmpeg", "apt-get install ffmpeg")
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", str(folder / f"{B12.stem}{suffix}"),
+                          "-af", "ebur128=peak=true", "-f", "null", "-"], capture_output=True, text=True).stderr
+    summary = out.split("Summary:")[-1]
+    integrated = float(re.search(r"I:\s+(-?[\d.]+) LUFS", summary).group(1))
+    peak = float(re.search(r"Peak:\s+(-?[\d.]+) dBFS", summary).group(1))
+    assert -20 <= integrated <= -16
+    assert peak <= -3.0
+
+
+def test_mono_speech_encoding_and_duration_fits_the_words(folder):
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=channels,sample_rate:format=duration",
+                          "-of", "json", str(folder / f"{B12.stem}.mp3")], capture_output=True, text=True).stdout
+    info = json.loads(out)
+    assert info["streams"][0]["channels"] == 1
+    duration = float(info["format"]["duration"])
+    words = len((folder / f"{B12.stem}.transcript.txt").read_text().split())
+    rate = load_theme(ROOT / "themes" / "default").voice_rate
+    speaking = words / rate * 60
+    assert speaking * 0.8 < duration < speaking * 1.6, (duration, speaking)
+
+
+def test_captions_are_timed_from_the_audio(folder):
+    cues = vtt_cues(folder / f"{B12.stem}.vtt")
+    assert all(start < end for _, start, end, _ in cues)
+    assert all(a[2] <= b[1] for a, b in zip(cues, cues[1:])), "overlapping cues"
+    duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                                     str(folder / f"{B12.stem}.mp3")], capture_output=True, text=True).stdout)
+    assert abs(cues[-1][2] - duration) < 2.0
+    assert len({ident for ident, *_ in cues}) == len(cues)
+    # every sentence of the article (the model holds every seed sentence: see test_source)
+    assert_in_order([s.text for s in load_article(B12).sentences()], " ".join(text for *_, text in cues))
+
+
+def test_transcript_holds_every_sentence_as_spoken_and_no_markup(folder):
+    article = load_article(B12)
+    lexicon = load_lexicon(ROOT / "themes" / "default", "en").with_article(article)
+    text = (folder / f"{B12.stem}.transcript.txt").read_text()
+    assert not set("*|<#") & set(text)
+    # every sentence of the article (the model holds every seed sentence: see test_source), as spoken
+    spoken = [lexicon.speak(s.text).rstrip(".?!") for s in article.sentences()]
+    assert_in_order(spoken, text.replace("\n", " "))
+
+
+def test_cache_second_build_synthesizes_nothing_and_one_edit_synthesizes_one(tmp_path):
+    source = tmp_path / B12.name
+    shutil.copy(B12, source)
+    cache, out = tmp_path / "cache", tmp_path / "out"
+
+    def build():
+        report = tmp_path / "report.json"
+        result = run_publish("build", str(source), "--format", "audio", "--out", str(out), "--cache", str(cache),
+                             "--report", str(report))
+        assert result.returncode == 0, result.stderr
+        return json.loads(report.read_text())["articles"][0]["stages"][0]
+
+    first = build()
+    assert first["synthesized"] == first["utterances"] > 100
+    shutil.rmtree(out)                                 # force the stage to run again, with the cache kept
+    second = build()
+    assert second["status"] == "built" and second["synthesized"] == 0 and second["encoded"] == 0
+    source.write_text(source.read_text().replace("Eggs: Another", "Eggs: Another").replace(
+        "Another accessible source of dietary B12.", "Another good source of dietary B12."))
+    third = build()
+    assert third["synthesized"] == 1 and third["encoded"] == 1
+
+
+def test_engine_output_stays_off_the_command_output(tmp_path):
+    result = run_publish("build", str(B12), "--format", "audio", "--out", str(tmp_path), "--cache", str(tmp_path / "c"))
+    assert result.returncode == 0
+    assert "Audio saved" not in result.stdout + result.stderr
+
+
+def test_missing_ffmpeg_and_espeak_are_exit_3_with_the_install_command(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    espeak = shutil.which("espeak-ng")
+    (bin_dir / "espeak-ng").symlink_to(espeak)         # espeak-ng there, ffmpeg not
+    result = run_publish("build", str(B12), "--format", "audio", "--out", str(tmp_path / "out"),
+                         env={"PATH": str(bin_dir)})
+    assert result.returncode == 3, result.stderr
+    assert "ffmpeg is not installed" in result.stderr and "apt-get install ffmpeg" in result.stderr
+    (bin_dir / "espeak-ng").unlink()
+    result = run_publish("build", str(B12), "--format", "audio", "--out", str(tmp_path / "out"),
+                         env={"PATH": str(bin_dir)})
+    assert result.returncode == 3
+    assert "espeak-ng is not installed" in result.stderr and "apt-get install espeak-ng" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / B12.stem / f"{B12.stem}.mp3").exists()
+
+
+def test_two_builds_are_byte_identical(folder, tmp_path):
+    result = run_publish("build", str(B12), "--format", "audio", "--out", str(tmp_path), "--cache", str(tmp_path / "c"))
+    assert result.returncode == 0
+    for suffix in (".mp3", ".m4b", ".vtt", ".transcript.txt"):
+        name = f"{B12.stem}{suffix}"
+        assert (tmp_path / B12.stem / name).read_bytes() == (folder / name).read_bytes(), name
