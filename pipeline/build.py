@@ -229,6 +229,7 @@ def _worker_start() -> None:
     terminal's output open.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # the parent's handler cleans up; a worker just ends
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)          # PR_SET_PDEATHSIG (Linux)

@@ -5,6 +5,7 @@ import argparse
 import difflib
 import json
 import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -98,8 +99,21 @@ def find_sources(names: list[str], root: Path) -> list[Path]:
 display_name = display_path
 
 
+_MAIN_PID = os.getpid()
+
+
+def _stop(signum, frame):
+    if os.getpid() != _MAIN_PID:      # a build worker that has not yet replaced this handler: just end
+        os._exit(128 + signum)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    # Ctrl-C and `kill` both stop the build cleanly (temporary files removed, outputs untouched), even
+    # when the shell that started us in the background told it to ignore Ctrl-C.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         return run(args)
     except KeyboardInterrupt:
