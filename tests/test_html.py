@@ -1,6 +1,8 @@
 """The large-print page, judged in a real browser: axe-core in headless Chromium, and measurements."""
 from __future__ import annotations
 
+import io
+import re
 import shutil
 from pathlib import Path
 
@@ -13,6 +15,7 @@ AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 TAGS = ["wcag2a", "wcag2aa", "wcag2aaa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
 # Chromium as root, headless, with no background traffic (this machine has no network).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--autoplay-policy=no-user-gesture-required",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 THEMES = ["light", "dark", "contrast"]
 
@@ -213,3 +216,66 @@ def test_two_builds_are_identical(page_file, tmp_path):
     for path in page_file.parent.iterdir():
         if path.name != "manifest.json" and path.suffix in (".html", ".css", ".js", ".ttf"):
             assert (tmp_path / B12.stem / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+@pytest.fixture(scope="module")
+def page_with_audio(build_b12) -> Path:
+    return build_b12("html", "audio") / f"{B12.stem}.html"
+
+
+@pytest.fixture
+def served(page_with_audio):
+    """The output folder on a loopback web server: browsers load caption tracks over HTTP, not from file:// pages."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class RangeHandler(SimpleHTTPRequestHandler):
+        """Answers byte-range requests, as real web servers do: a browser seeks in audio only with them."""
+
+        def log_message(self, *args):
+            pass
+
+        def send_head(self):
+            match = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            path = Path(self.translate_path(self.path))
+            if not match or not path.is_file():
+                return super().send_head()
+            data = path.read_bytes()
+            start = int(match.group(1))
+            end = int(match.group(2)) if match.group(2) else len(data) - 1
+            self.send_response(206)
+            self.send_header("Content-Type", self.guess_type(str(path)))
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            self.send_header("Content-Length", str(end - start + 1))
+            self.end_headers()
+            return io.BytesIO(data[start:end + 1])
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(RangeHandler, directory=str(page_with_audio.parent)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{page_with_audio.name}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_with_the_narration_the_page_has_a_player_and_listen_from_here_links(browser, served):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(served)
+    assert page.evaluate("document.querySelector('#narration audio track').getAttribute('kind')") == "captions"
+    assert page.is_visible("a[href$='.transcript.txt']")
+    links = page.evaluate("[...document.querySelectorAll('a[data-cue]')].map(a => a.dataset.cue)")
+    assert "key-points" in links and len(links) >= 13
+    # wait for the captions to load, then follow "Listen from here" at Key Points
+    page.wait_for_function("(() => { const t = document.querySelector('#narration track'); "
+                           "return t.track.cues && t.track.cues.length > 100; })()", timeout=20000)
+    cue_start = page.evaluate("document.querySelector('#narration track').track.cues.getCueById('key-points').startTime")
+    page.wait_for_function("document.querySelector('#narration audio').readyState >= 1", timeout=20000)
+    page.click("a[data-cue='key-points']")
+    current = page.evaluate("document.querySelector('#narration audio').currentTime")
+    assert cue_start > 10 and abs(current - cue_start) < 1.0
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", TAGS)
+    assert [v["id"] for v in result["violations"]] == []
+    page.context.close()
