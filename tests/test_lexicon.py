@@ -21,6 +21,7 @@ def lexicon(article):
 
 @pytest.mark.parametrize("written, spoken", [
     ("B12 is essential.", "B twelve is essential."),
+    ("High-B12 Foods", "High-B twelve Foods"),
     ("(e.g., 1000-2000 mcg daily)", "for example, 1000 to 2000 micrograms daily"),
     ("enzymes, like COX-2, in check", "enzymes, like cox two, in check"),
     ("Supplementation vs. Injections", "Supplementation versus Injections"),
@@ -58,7 +59,7 @@ def test_opening_sections_and_closing(script, article):
     assert spoken[0] == "Is B twelve Good for Lower Back Pain?"
     assert "An audio version of the article from Your Clinic Name." in spoken[:4]
     assert "Section 3: The Role of Vitamin B twelve in Nerve Health." in spoken
-    assert spoken[-1].startswith("This is the end of")
+    assert spoken[-1] == "This is the end of the article from Your Clinic Name. Thank you for listening."
     assert [c.title for c in chapters] == ["Opening"] + [e.text for e in article.outline() if e.level == 2]
     assert len({u.id for u in utterances}) == len(utterances)
 

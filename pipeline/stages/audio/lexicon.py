@@ -67,7 +67,8 @@ class Lexicon:
     def speak(self, text: str) -> str:
         """Written text → the text the voice reads."""
         if self.words:
-            pattern = re.compile(r"(?<![\w-])(" + "|".join(
+            # a word may follow a hyphen ("High-B12") but not run on into one ("COX-2" is not "COX")
+            pattern = re.compile(r"(?<!\w)(" + "|".join(
                 re.escape(w) for w in sorted(self.words, key=len, reverse=True)) + r")(?![\w-])")
             text = pattern.sub(lambda m: self.words[m.group(1)], text)
         for regex, replacement in self.patterns:

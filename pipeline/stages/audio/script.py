@@ -87,7 +87,7 @@ class ScriptWriter:
                 self.say(block.heading.id, f"Section {number}: {block.heading.text}", "heading", (block.heading.id,))
             self.block(block)
             self.end_pause("section" if hasattr(block, "heading") else "paragraph")
-        self.say("closing", f"This is the end of {a.metadata.title}, from {self.publisher}.", "end")
+        self.say("closing", f"This is the end of the article from {self.publisher}. Thank you for listening.", "end")
         return self.utterances, self.chapters
 
     def block(self, block) -> None:
@@ -161,6 +161,6 @@ def transcript(article: Article, utterances: list[Utterance], chapters: list[Cha
             lines += [u.spoken, ""]
             continue
         lines.append(u.spoken)
-        if u.pause in ("paragraph", "heading"):
+        if u.pause in ("paragraph", "heading", "section"):
             lines.append("")
     return "\n".join(line.rstrip() for line in lines).strip() + "\n"
