@@ -1,35 +1,57 @@
 """The EPUB 3: document model + theme → XHTML content documents (Jinja2) → ebooklib → a reproducible zip.
 
 One content document per top-level part: the title with the introduction,
-summary and key points first, then one per section (and the FAQ, further
-reading and disclaimer). A text cover page, a navigation document with the
-contents to level 3 and landmarks, an NCX for old readers, and the full
-accessibility metadata of EPUB Accessibility 1.1.
+summary and key points first, then one per section (and the further
+reading, FAQ and disclaimer). A cover page in real text, a navigation
+document with the contents to heading level 3 and the landmarks, an NCX for
+old reading systems (ebooklib writes it for free), and the accessibility
+metadata of EPUB Accessibility 1.1.
+
+ebooklib stamps its zip entries with the clock, so its file is rewritten
+entry by entry with the build's own date (SOURCE_DATE_EPOCH), in a fixed
+order, with `mimetype` first and stored.
 """
 from __future__ import annotations
 
 import datetime
+import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..model import Article, HEADED
+from ..errors import Problem, PublishError, display_path
+from ..model import HEADED, Article, Image, Section
 from ..theme import Theme
 from . import BuildContext
 
 CONFORMS_TO = "EPUB Accessibility 1.1 - WCAG 2.2 Level AA"
+# Emphasis is bold (see epub.css), so the italic faces are not needed.
 FONTS = ("AtkinsonHyperlegible-Regular.ttf", "AtkinsonHyperlegible-Bold.ttf")
+FONT_LICENCE = "OFL.txt"
+# Blocks that stay in the first document with the title when they come before the first section.
 INTRO_KINDS = ("paragraph", "summary", "key_points", "list", "table", "image")
+# The image types every EPUB 3 reading system must display (core media types): no fallback needed.
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+               ".svg": "image/svg+xml", ".webp": "image/webp"}
+ZIP_EARLIEST = 315532800          # 1980-01-01T00:00:00Z: a zip entry cannot carry an earlier date
+OPF = "EPUB/content.opf"
+NCX = "EPUB/toc.ncx"
 
 
 @dataclass
 class Part:
-    """One content document."""
+    """One content document of the spine."""
 
     file_name: str
     title: str
     blocks: tuple
     first: bool = False
+
+    @property
+    def back_matter(self) -> bool:
+        """Further reading, FAQ, disclaimer, references: headed blocks that are not sections of the article."""
+        return not self.first and not isinstance(self.blocks[0], Section)
 
 
 @dataclass
@@ -40,11 +62,11 @@ class NavEntry:
 
 
 def split_parts(article: Article) -> list[Part]:
-    """The introduction (everything before the first section), then one document per top-level headed block."""
+    """The title and introduction (with the summary and key points), then one document per top-level headed block."""
     parts: list[Part] = [Part("intro.xhtml", article.metadata.title, (), first=True)]
     for block in article.blocks:
-        starts_part = isinstance(block, HEADED) and not (len(parts) == 1 and block.kind in INTRO_KINDS)
-        if starts_part:
+        still_intro = len(parts) == 1 and block.kind in INTRO_KINDS
+        if isinstance(block, HEADED) and not still_intro:
             parts.append(Part(f"part-{len(parts):02d}.xhtml", block.heading.text, (block,)))
         else:
             parts[-1].blocks += (block,)
@@ -52,30 +74,66 @@ def split_parts(article: Article) -> list[Part]:
 
 
 def nav_tree(article: Article, parts: list[Part]) -> list[NavEntry]:
-    """The table of contents to heading level 3, each entry linking into its document."""
-    where = {}
-    for part in parts:
-        for block in part.blocks:
-            for entry in _headings(block):
-                where[entry] = part.file_name
-    tree: list[NavEntry] = [NavEntry(f"intro.xhtml#{article.title.id}", article.title.text)]
+    """The table of contents to heading level 3, each entry linking to its block in its document."""
+    document_of = {heading_id: part.file_name for part in parts for block in part.blocks
+                   for heading_id in _heading_ids(block)}
+    tree = [NavEntry(f"{parts[0].file_name}#{article.title.id}", article.title.text)]
     for entry in article.outline(max_level=3):
-        node = NavEntry(f"{where[entry.id]}#{entry.id}", entry.text)
-        if entry.level == 2 or not tree[1:]:
-            tree.append(node)
-        else:
+        node = NavEntry(f"{document_of[entry.id]}#{entry.id}", entry.text)
+        if entry.level > 2 and len(tree) > 1:
             tree[-1].children.append(node)
+        else:
+            tree.append(node)
     return tree
 
 
-def _headings(block):
+def landmarks(parts: list[Part]) -> list[dict]:
+    """The landmarks reading systems offer as shortcuts: cover, contents, the article, and what applies after it."""
+    marks = [{"type": "cover", "href": "cover.xhtml", "text": "Cover"},
+             {"type": "toc", "href": "nav.xhtml#toc", "text": "Contents"},
+             {"type": "bodymatter", "href": parts[0].file_name, "text": "Start of the article"}]
+    trailing = []
+    for part in reversed(parts):            # the back matter is what follows the article's last section
+        if not part.back_matter:
+            break
+        trailing.insert(0, part)
+    if trailing:
+        marks.append({"type": "backmatter", "href": trailing[0].file_name, "text": trailing[0].title})
+    for part in parts:
+        if part.blocks and part.blocks[0].kind == "references":
+            marks.append({"type": "bibliography", "href": f"{part.file_name}#{part.blocks[0].id}",
+                          "text": part.title})
+    return marks
+
+
+def _heading_ids(block):
     if isinstance(block, HEADED):
         yield block.heading.id
     for child in getattr(block, "blocks", ()):
-        yield from _headings(child)
-    for item in getattr(block, "items", ()):
-        if hasattr(item, "question"):
-            yield item.question.id
+        yield from _heading_ids(child)
+    if block.kind == "faq":
+        yield from (item.question.id for item in block.items)
+
+
+def _images(blocks) -> list[Image]:
+    found = []
+    for block in blocks:
+        if isinstance(block, Image):
+            found.append(block)
+        found += _images(getattr(block, "blocks", ()))
+    return found
+
+
+def _depth(entries: list[NavEntry]) -> int:
+    return 1 + max((_depth(e.children) for e in entries if e.children), default=0)
+
+
+def image_type(path: Path, where: str) -> str:
+    try:
+        return IMAGE_TYPES[path.suffix.lower()]
+    except KeyError:
+        raise PublishError(Problem(where, 0, 0, f"`{path.name}` is not an image type every EPUB reader can show",
+                                   "convert it to PNG, JPEG, GIF, SVG or WebP")) from None
 
 
 class EpubStage:
@@ -86,7 +144,8 @@ class EpubStage:
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
         import ebooklib
-        return f"ebooklib {ebooklib.VERSION}".encode()
+        # the deflated bytes depend on the zlib build as well as on the content
+        return f"ebooklib {ebooklib.VERSION} zlib {zlib.ZLIB_RUNTIME_VERSION}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         from ebooklib import epub
@@ -99,55 +158,62 @@ class EpubStage:
         book.set_title(m.title)
         book.set_language(lang)
         book.add_metadata("DC", "publisher", publisher)
-        if m.description:
-            book.add_metadata("DC", "description", m.description)
+        for name, value in (("description", m.description), ("rights", m.licence), ("date", m.date_published)):
+            if value:
+                book.add_metadata("DC", name, value)
         for subject in (m.subject, *m.keywords):
             if subject:
                 book.add_metadata("DC", "subject", subject)
-        if m.licence:
-            book.add_metadata("DC", "rights", m.licence)
-        if m.date_published:
-            book.add_metadata("DC", "date", m.date_published)
+        book.add_metadata(None, "meta", "reflowable", {"property": "rendition:layout"})
         for prop, value in self.accessibility(article, theme, publisher):
             book.add_metadata(None, "meta", value, {"property": prop})
 
+        images = {image.id: (f"images/{image.id}{image.path.suffix.lower()}", image) for image in _images(article.blocks)}
         opts = {"epub": True, "sentence_ids": False, "print_urls": False, "listen": False,
-                "image_url": lambda image: f"images/{image.path.name}"}
+                "image_url": lambda image: images[image.id][0]}
+        logo = None
+        if theme.logo:
+            logo = {"href": f"images/logo{theme.logo.path.suffix.lower()}",
+                    "alt": "" if theme.logo.decorative else theme.logo.alt}
         parts = split_parts(article)
-        documents = []
+        toc = nav_tree(article, parts)
+
         cover = self.document("cover", "cover.xhtml", theme.render(
-            "epub", "cover.xhtml", article=article, lang=lang, publisher=publisher, contact=theme.contact))
-        for n, part in enumerate(parts):
-            documents.append(self.document(f"part{n:02d}", part.file_name, theme.render(
-                "epub", "content.xhtml", article=article, blocks=part.blocks, first=part.first,
-                title=part.title, lang=lang, opts=opts)))
-        landmarks = [{"type": "cover", "href": "cover.xhtml", "text": "Cover"},
-                     {"type": "toc", "href": "nav.xhtml#toc", "text": "Contents"},
-                     {"type": "bodymatter", "href": "intro.xhtml", "text": "Start of the article"}]
+            "epub", "cover.xhtml", article=article, lang=lang, publisher=publisher, contact=theme.contact, logo=logo))
         nav = self.document("nav", "nav.xhtml", theme.render(
-            "epub", "nav.xhtml", toc=nav_tree(article, parts), landmarks=landmarks, lang=lang))
+            "epub", "nav.xhtml", toc=toc, landmarks=landmarks(parts), lang=lang))
         nav.properties = ["nav"]
+        documents = [self.document(f"part{n:02d}", part.file_name, theme.render(
+            "epub", "content.xhtml", article=article, blocks=part.blocks, first=part.first,
+            title=part.title, lang=lang, opts=opts)) for n, part in enumerate(parts)]
         for item in (cover, nav, *documents):
             book.add_item(item)
-        book.add_item(epub.EpubItem(uid="css", file_name="css/epub.css", media_type="text/css",
-                                    content=theme.file("css/epub.css").read_bytes()))
+
+        book.add_item(self.resource("css", "css/epub.css", "text/css", theme.file("css/epub.css")))
         for n, font in enumerate(FONTS):
-            book.add_item(epub.EpubItem(uid=f"font{n}", file_name=f"fonts/{font}", media_type="font/ttf",
-                                        content=theme.file(f"fonts/{font}").read_bytes()))
-        for n, image in enumerate(_images(article.blocks)):
-            media = "image/png" if image.path.suffix.lower() == ".png" else "image/jpeg"
-            book.add_item(epub.EpubItem(uid=f"image{n}", file_name=f"images/{image.path.name}",
-                                        media_type=media, content=image.path.read_bytes()))
-        book.toc = [self.ncx_entry(epub, entry) for entry in nav_tree(article, parts)]
+            book.add_item(self.resource(f"font{n}", f"fonts/{font}", "font/ttf", theme.file(f"fonts/{font}")))
+        # the SIL Open Font License asks for the licence to travel with the fonts
+        book.add_item(self.resource("font-licence", f"fonts/{FONT_LICENCE}", "text/plain",
+                                    theme.file(f"fonts/{FONT_LICENCE}")))
+        if logo:
+            book.add_item(self.resource("logo", logo["href"], image_type(theme.logo.path, display_path(
+                theme.root / "theme.yaml")), theme.logo.path))
+        for href, image in images.values():
+            book.add_item(self.resource(f"image-{image.id}", href, image_type(image.path, article.source.name),
+                                        image.path))
+
+        book.toc = [self.ncx_entry(entry) for entry in toc]
         book.add_item(epub.EpubNcx())
         book.spine = [cover, nav, *documents]
 
-        modified = datetime.datetime.fromtimestamp(ctx.epoch, datetime.timezone.utc)
         raw = workdir / "ebooklib.epub"
+        modified = datetime.datetime.fromtimestamp(ctx.epoch, datetime.timezone.utc)
         epub.write_epub(str(raw), book, {"mtime": modified, "epub3_landmark": False, "epub2_guide": False,
-                                         "play_order": {"enabled": True, "start_from": 1}})
+                                         "play_order": {"enabled": True, "start_from": 1},
+                                         "raise_exceptions": True})      # a full disk is an error, not a warning
         target = workdir / f"{article.slug}.epub"
-        repack(raw, target, {"EPUB/content.opf": lambda opf: package_language(opf, lang)})
+        repack(raw, target, ctx.epoch, {OPF: lambda opf: package_language(opf, lang),
+                                        NCX: lambda ncx: ncx_depth(ncx, _depth(toc))})
         raw.unlink()
         return [target]
 
@@ -160,16 +226,24 @@ class EpubStage:
         return item
 
     @staticmethod
-    def ncx_entry(epub, entry: NavEntry):
-        link = epub.Link(entry.href, entry.text, entry.href.replace("#", "-").replace(".", "-"))
-        return (epub.Section(entry.text, entry.href), [EpubStage.ncx_entry(epub, c) for c in entry.children]) \
-            if entry.children else link
+    def resource(uid: str, file_name: str, media_type: str, source: Path):
+        from ebooklib import epub
+        return epub.EpubItem(uid=uid, file_name=file_name, media_type=media_type, content=source.read_bytes())
+
+    @staticmethod
+    def ncx_entry(entry: NavEntry):
+        from ebooklib import epub
+        if entry.children:
+            return (epub.Section(entry.text, entry.href), [EpubStage.ncx_entry(c) for c in entry.children])
+        return epub.Link(entry.href, entry.text, entry.href.replace("#", "-").replace(".", "-"))
 
     @staticmethod
     def accessibility(article: Article, theme: Theme, publisher: str) -> list[tuple[str, str]]:
-        """schema.org accessibility metadata, as the EPUB Accessibility 1.1 specification asks."""
-        features = ["structuralNavigation", "tableOfContents", "readingOrder", "displayTransformability"]
-        if any(image for image in _images(article.blocks)):
+        """The schema.org accessibility metadata of EPUB Accessibility 1.1, and the conformance claim."""
+        features = ["structuralNavigation", "tableOfContents", "readingOrder", "displayTransformability",
+                    "ARIA",        # DPUB-ARIA roles beside every epub:type, sections labelled by their headings
+                    "unlocked"]    # no DRM: any reading system and assistive technology can open it
+        if any(not image.decorative for image in _images(article.blocks)) or (theme.logo and not theme.logo.decorative):
             features.append("alternativeText")
         return [
             ("schema:accessMode", "textual"),
@@ -182,37 +256,44 @@ class EpubStage:
         ]
 
 
-def _walk(blocks):
-    for block in blocks:
-        yield block
-        yield from _walk(getattr(block, "blocks", ()))
-
-
-def _images(blocks):
-    return [block for block in _walk(blocks) if block.kind == "image"]
-
-
 def package_language(opf: bytes, lang: str) -> bytes:
-    """The package document's own xml:lang (ebooklib writes dc:language only; reading systems and Ace want both)."""
+    """Give the package document its own xml:lang (ebooklib writes dc:language only; Ace wants both)."""
     from lxml import etree
     root = etree.fromstring(opf)
     root.set("{http://www.w3.org/XML/1998/namespace}lang", lang)
     return etree.tostring(root, xml_declaration=True, encoding="utf-8")
 
 
-def repack(source: Path, target: Path, rewrite: dict) -> None:
-    """Rewrite the zip reproducibly: fixed timestamps and modes, mimetype first and stored.
+def ncx_depth(ncx: bytes, depth: int) -> bytes:
+    """ebooklib writes dtb:depth 0; old reading systems read the depth of the contents from it."""
+    from lxml import etree
+    root = etree.fromstring(ncx)
+    for meta in root.iter("{http://www.daisy.org/z3986/2005/ncx/}meta"):
+        if meta.get("name") == "dtb:depth":
+            meta.set("content", str(depth))
+    return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+
+
+def repack(source: Path, target: Path, epoch: int, rewrite: dict) -> None:
+    """Rewrite the zip reproducibly: one date from *epoch*, fixed modes, mimetype first and stored.
 
     *rewrite* maps entry names to functions that amend their bytes on the way.
     """
-    from repro_zipfile import ReproducibleZipFile
-    with zipfile.ZipFile(source) as original, ReproducibleZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
+    stamp = time.gmtime(max(epoch, ZIP_EARLIEST))[:6]
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as out:
         names = original.namelist()
         for name in ["mimetype"] + [n for n in names if n != "mimetype"]:
             data = original.read(name)
             if name in rewrite:
                 data = rewrite[name](data)
-            out.writestr(name, data, compress_type=zipfile.ZIP_STORED if name == "mimetype" else zipfile.ZIP_DEFLATED)
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.create_system = 3                    # Unix, whatever system builds it
+            info.external_attr = 0o100644 << 16       # a regular file, rw-r--r--
+            if name == "mimetype":
+                info.compress_type = zipfile.ZIP_STORED   # OCF: first, uncompressed, no extra field
+            else:
+                info.compress_type = zipfile.ZIP_DEFLATED
+            out.writestr(info, data, compresslevel=9 if name != "mimetype" else None)
 
 
 STAGE = EpubStage()
