@@ -64,5 +64,14 @@ def available() -> list[str]:
     return names
 
 
+def package_version(distribution: str) -> str:
+    """An installed library's version, read without importing it (a no-change build must stay quick)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return f"{distribution} {version(distribution)}"
+    except PackageNotFoundError:
+        return f"{distribution} (not installed)"
+
+
 def get(name: str) -> Stage:
     return importlib.import_module(STAGE_MODULES[name]).STAGE

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import Problem, PublishError, display_path
 from ..model import HEADED, Article, Image, Section
 from ..theme import Theme
-from . import BuildContext
+from . import BuildContext, package_version
 
 CONFORMS_TO = "EPUB Accessibility 1.1 - WCAG 2.2 Level AA"
 # Emphasis is bold (see epub.css), so the italic faces are not needed.
@@ -143,9 +143,8 @@ class EpubStage:
         return [f"{article.slug}.epub"]
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
-        import ebooklib
         # the deflated bytes depend on the zlib build as well as on the content
-        return f"ebooklib {ebooklib.VERSION} zlib {zlib.ZLIB_RUNTIME_VERSION}".encode()
+        return f"{package_version('ebooklib')} zlib {zlib.ZLIB_RUNTIME_VERSION}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         from ebooklib import epub

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from ..errors import Problem, PublishError, display_path
 from ..model import Article
 from ..theme import Theme
-from . import BuildContext
+from . import BuildContext, package_version
 
 
 def w3c_datetime(epoch: int) -> str:
@@ -95,9 +95,7 @@ class PdfStage:
         return [f"{article.slug}.pdf"]
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
-        import pikepdf
-        import weasyprint
-        return f"weasyprint {weasyprint.__version__}; pikepdf {pikepdf.__version__}; paper {theme.paper}".encode()
+        return f"{package_version('weasyprint')}; {package_version('pikepdf')}; paper {theme.paper}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         import weasyprint

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from ...model import Article
 from ...theme import Theme
-from .. import BuildContext
+from .. import BuildContext, package_version
 from . import assemble
 from .assemble import (
+    RATE,
     chapter_times, encode, ffmetadata, ffmpeg_version, join, normalizing_gain, webvtt, write_wav,
 )
 from .lexicon import load_lexicon
@@ -30,8 +31,7 @@ class AudioStage:
         return [f"{article.slug}{suffix}" for suffix in (".mp3", ".m4b", ".vtt", ".transcript.txt")]
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
-        import pyttsx3
-        return f"{engine_version()}; {ffmpeg_version()}; pyttsx3 {getattr(pyttsx3, '__version__', '')}; " \
+        return f"{engine_version()}; {ffmpeg_version()}; {package_version('pyttsx3')}; " \
                f"rate {theme.voice_rate}; voices {sorted(theme.voices.items())}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
@@ -45,7 +45,7 @@ class AudioStage:
         ctx.report["audio"] = {"utterances": len(utterances), "synthesized": synth.synthesized, "cached": synth.reused}
 
         samples, cues = join(utterances, wavs)
-        total = samples.size / 22050
+        total = samples.size / RATE
         times = chapter_times(chapters, cues, total)
         date = m.date_reviewed or m.date_published or time.strftime("%Y-%m-%d", time.gmtime(ctx.epoch))
         tags = {"title": m.title, "artist": publisher, "album": publisher, "date": date, "language": m.language}
