@@ -91,3 +91,22 @@ def test_every_problem_is_reported_at_once(tmp_path):
     result = run_publish("check", str(source))
     for where in (":1:1:", ":2:11:", ":3:23:", ":1:1: error: the file is missing the required key `title`"):
         assert where in result.stderr, result.stderr
+
+
+def test_a_hostile_source_never_touches_the_output_folder(tmp_path):
+    """Building each broken file next to a good build leaves output/ exactly as the good build left it."""
+    from conftest import B12
+    out = tmp_path / "output"
+    good = run_publish("build", str(B12), "--format", "html", "--out", str(out))
+    assert good.returncode == 0, good.stderr
+
+    def state():
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    before = state()
+    for case in CASES:
+        if expectation(case) == "ok":
+            continue
+        result = run_publish("build", str(case.relative_to(ROOT)), "--format", "html", "--out", str(out), timeout=30)
+        assert result.returncode == 1, (case.name, result.stderr)
+        assert "Traceback" not in result.stderr and "how to fix:" in result.stderr, case.name
+        assert state() == before, f"{case.name} changed the output folder"

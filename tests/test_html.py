@@ -279,3 +279,16 @@ def test_with_the_narration_the_page_has_a_player_and_listen_from_here_links(bro
     result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", TAGS)
     assert [v["id"] for v in result["violations"]] == []
     page.context.close()
+
+
+def test_overlong_words_and_addresses_wrap_at_320_px(browser, tmp_path):
+    word = "pneumonoultramicroscopicsilicovolcanoconiosis" * 3
+    source = tmp_path / "long.yaml"
+    source.write_text("title: Long words\nlanguage: en\nbody:\n"
+                      f"  - p: \"A {word} and [a link](https://example.org/{'very-long-path-' * 12}) here.\"\n"
+                      f"  - table:\n      caption: Wide\n      header: [Name, Value]\n      rows: [[{word}, {word}]]\n")
+    result = run_publish("build", str(source), "--format", "html", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    page = open_page(browser, tmp_path / "out" / "long" / "long.html", 320)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+    page.context.close()
