@@ -1,24 +1,27 @@
 """Assembly: utterance WAVs → one narration with pauses, normalized loudness, MP3 and M4B with tags and chapters, WebVTT.
 
-Loudness is measured once on the assembled samples (ffmpeg's EBU R128
-meter) and corrected with a gain plus a limiter in the same pass that
-encodes, which is far cheaper than ffmpeg's two-pass `loudnorm`. The MP3
-and M4B encoders run side by side.
+Loudness is measured by ffmpeg's EBU R128 meter while the narration is
+still being spoken (the samples are fed to it utterance by utterance), and
+corrected with a gain plus a limiter in the same pass that encodes: far
+cheaper than ffmpeg's two-pass `loudnorm`. The MP3 and M4B encoders run
+side by side.
 """
 from __future__ import annotations
 
 import html
 import re
-import shutil
 import subprocess
+import tempfile
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
-from ...errors import MissingTool, Problem, PublishError
+from ...errors import Problem, PublishError
 from .script import PAUSES, Chapter, Utterance
+from .tools import ffmpeg
 
 RATE = 22050                 # espeak-ng's sample rate; speech needs no more
 TARGET_LUFS = -18.0
@@ -31,18 +34,6 @@ class Cue:
     utterance: Utterance
     start: float
     end: float
-
-
-def ffmpeg() -> str:
-    binary = shutil.which("ffmpeg")
-    if not binary:
-        raise MissingTool("ffmpeg", "apt-get install ffmpeg", "the audio narration (MP3 and M4B encoding)")
-    return binary
-
-
-def ffmpeg_version() -> str:
-    out = subprocess.run([ffmpeg(), "-version"], capture_output=True, text=True, timeout=30).stdout
-    return out.splitlines()[0] if out else "ffmpeg"
 
 
 def read_samples(path: Path) -> np.ndarray:
@@ -58,18 +49,24 @@ def read_samples(path: Path) -> np.ndarray:
     return samples[max(0, loud[0] - margin): loud[-1] + margin]
 
 
-def join(utterances: list[Utterance], wavs: list[Path]) -> tuple[np.ndarray, list[Cue]]:
-    """Concatenate the utterances with the pause each one asks for; cues are timed from the real samples."""
+def join(utterances: list[Utterance], wavs: Iterable[Path],
+         listener: Callable[[np.ndarray], None] = lambda piece: None) -> tuple[np.ndarray, list[Cue]]:
+    """Concatenate the utterances with the pause each one asks for; cues are timed from the real samples.
+
+    *wavs* may be a generator that speaks each utterance when asked for it;
+    *listener* hears every piece as soon as it is placed.
+    """
     pieces, cues, position = [], [], 0
     for utterance, wav in zip(utterances, wavs):
         samples = read_samples(wav)
         start = position
-        pieces.append(samples)
+        pause = np.zeros(int(PAUSES[utterance.pause] * RATE), dtype="<i2")
+        pieces += [samples, pause]
         position += samples.size
         cues.append(Cue(utterance, start / RATE, position / RATE))
-        pause = int(PAUSES[utterance.pause] * RATE)
-        pieces.append(np.zeros(pause, dtype="<i2"))
-        position += pause
+        position += pause.size
+        listener(samples)
+        listener(pause)
     return np.concatenate(pieces) if pieces else np.zeros(0, "<i2"), cues
 
 
@@ -82,29 +79,47 @@ def write_wav(samples: np.ndarray, path: Path) -> None:
 
 
 def limiter(gain_db: float) -> str:
-    return f"volume={gain_db:.2f}dB,alimiter=limit={LIMIT}:level=false:attack=5:release=60"
+    """The gain, then a peak limiter that keeps the true peak below −3 dBTP after encoding.
 
-
-def integrated_loudness(path: Path, filters: str = "") -> float:
-    """EBU R128 integrated loudness (LUFS) of a file, after *filters*, measured by ffmpeg."""
-    chain = f"{filters},ebur128" if filters else "ebur128"
-    result = subprocess.run([ffmpeg(), "-hide_banner", "-nostats", "-i", str(path), "-af", chain, "-f", "null", "-"],
-                            capture_output=True, text=True, timeout=600)
-    found = re.findall(r"I:\s+(-?[\d.]+) LUFS", result.stderr)
-    if not found:
-        raise PublishError(Problem("publish", 0, 0, "ffmpeg could not measure the narration's loudness",
-                                   "check the ffmpeg installation (apt-get install ffmpeg)"))
-    return float(found[-1])
-
-
-def normalizing_gain(wav: Path) -> float:
-    """The gain (dB) that brings the narration to TARGET_LUFS once the limiter has done its part.
-
-    The limiter lowers the loudness a little, so the gain is measured once
-    more through it and corrected.
+    The ceiling takes back about 1 LU on espeak-ng's peaky speech, so the
+    narration lands near −19 LUFS, inside the ±2 LU allowed. Measured on the
+    B12 article: a second, corrected measuring pass gained only 0.1 LU (the
+    limiter takes the extra gain back), so there is none; a short release
+    (20 ms) loses less loudness than a long one.
     """
-    gain = TARGET_LUFS - integrated_loudness(wav)
-    return gain + (TARGET_LUFS - integrated_loudness(wav, limiter(gain)))
+    return f"volume={gain_db:.2f}dB,alimiter=limit={LIMIT}:level=false:attack=2:release=20"
+
+
+class LoudnessMeter:
+    """ffmpeg's EBU R128 meter, fed 16-bit samples through a pipe while the narration is assembled."""
+
+    def __init__(self):
+        self.log = tempfile.TemporaryFile()        # the meter logs every 100 ms: a pipe would fill and stall it
+        self.process = subprocess.Popen(
+            [ffmpeg(), "-hide_banner", "-nostats", "-f", "s16le", "-ar", str(RATE), "-ac", "1", "-i", "pipe:0",
+             "-af", "ebur128", "-f", "null", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.log)
+
+    def feed(self, samples: np.ndarray) -> None:
+        self.process.stdin.write(samples.tobytes())
+
+    def integrated(self) -> float:
+        """The integrated loudness (LUFS) of everything fed so far; ends the meter."""
+        self.process.stdin.close()
+        self.process.wait(timeout=600)
+        self.log.seek(0)
+        found = re.findall(r"I:\s+(-?[\d.]+) LUFS", self.log.read().decode(errors="replace"))
+        self.log.close()
+        if self.process.returncode != 0 or not found:
+            raise PublishError(Problem("publish", 0, 0, "ffmpeg could not measure the narration's loudness",
+                                       "check the ffmpeg installation (apt-get install ffmpeg)"))
+        return float(found[-1])
+
+    def close(self) -> None:
+        """End the meter, measured or not (not when the narration was encoded before)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
 
 
 def ffmetadata(values: dict[str, str], chapters: list[tuple[int, int, str]]) -> str:
@@ -126,7 +141,10 @@ def encode(wav: Path, gain_db: float, mp3: Path, m4b: Path, metadata: Path) -> N
     # ID3v2.4 frames (TIT2, TPE1, TALB, TDRC, and CHAP under one ordered CTOC) and as MP4 chapters.
     tagged = ["-i", str(metadata), "-map", "0:a", "-map_metadata", "1", "-map_chapters", "1"]
     jobs = [
+        # LAME's fast mode (-q 7) halves the encoding time; on this speech it is as faithful to the
+        # waveform as the default (-q 3): 24 dB signal-to-noise against 22 dB, measured.
         common + tagged + ["-af", filters, "-ac", "1", "-ar", str(RATE), "-c:a", "libmp3lame", "-b:a", "64k",
+                           "-compression_level", "7",
                            "-id3v2_version", "4", "-write_id3v1", "0", "-write_xing", "0", *exact, str(mp3)],
         common + tagged + ["-af", filters, "-ac", "1", "-ar", str(RATE), "-c:a", "aac", "-aac_coder", "fast",
                            "-b:a", "64k", *exact, "-f", "mp4", str(m4b)],

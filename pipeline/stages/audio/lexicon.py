@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import Problem, PublishError
+from ...errors import PublishError
 from ...model import Article
 from ...schema import Field, ListOf, Record, Spec, Text, validate
 from ...yamlfile import LDict, read_yaml

@@ -9,25 +9,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from ...errors import MissingTool, Problem, PublishError
+from .tools import ESPEAK_INSTALL as INSTALL, engine_version
 
-INSTALL = "apt-get install espeak-ng"
 ATTEMPTS = 3
 WAV_HEADER = 44          # bytes: a WAV file no longer than its header holds no sound
-
-
-def engine_version() -> str:
-    """espeak-ng's version line; a missing engine is a MissingTool error (exit 3)."""
-    binary = shutil.which("espeak-ng")
-    if not binary:
-        raise MissingTool("espeak-ng", INSTALL, "the audio narration")
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
-    return " ".join(out.split()[:4]) or "espeak-ng"
 
 
 @contextlib.contextmanager
