@@ -11,7 +11,7 @@ disclaimer, references) is a section of the outline like any ``Section``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
 

@@ -6,7 +6,6 @@ with autoescaping always on, so source text can never become markup.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 

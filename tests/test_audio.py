@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import B12, ROOT, assert_in_order, normalise, require_tool, run_publish, seed_sentences
+from conftest import B12, ROOT, assert_in_order, require_tool, run_publish
 from pipeline.source import load_article
 from pipeline.stages.audio.lexicon import load_lexicon
 from pipeline.theme import load_theme

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 from conftest import B12, ROOT, assert_in_order, run_publish, seed_sentences
-from pipeline.model import Faq, HEADED, ListBlock, Table, iter_sentences
+from pipeline.model import Faq, Table
 from pipeline.source import load_article
 
 
