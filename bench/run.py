@@ -11,7 +11,7 @@ It measures, on the B12 article, with the median of several runs:
   (c) a rebuild with no change, as a fraction of (a);
   (d) a one-sentence edit: time as a fraction of (a), and utterances synthesized;
   (e) a batch of N generated variants of the article, against N × (a);
-  (f) peak memory of the whole process tree during (a) and (e).
+  (f) peak memory (PSS) of the whole process tree during (a) and (e).
 It prints a table and writes bench/results.json.
 """
 from __future__ import annotations
@@ -35,17 +35,22 @@ ENV = {**os.environ, "SOURCE_DATE_EPOCH": "1767225600"}
 TARGETS = {"a_over_b": 1.0, "c_over_a": 0.05, "d_over_a": 0.25, "e_over_100a": 0.60, "f_peak_mib": 300}
 
 
-def tree_rss_mib(pid: int) -> float:
-    """Resident memory of a process and all its descendants, from /proc."""
+def tree_memory_mib(pid: int) -> float:
+    """Memory of a process and all its descendants: the sum of their proportional set sizes (PSS).
+
+    Build workers are forked and share most of their pages with the parent;
+    summing resident sizes would count those pages once per process. PSS
+    divides each shared page among the processes that share it.
+    """
     total, stack = 0, [pid]
     while stack:
         p = stack.pop()
         try:
-            with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:")) * 1024
             with open(f"/proc/{p}/task/{p}/children") as f:
                 stack.extend(int(c) for c in f.read().split())
-        except OSError:
+        except (OSError, StopIteration):
             pass
     return total / 2**20
 
@@ -60,7 +65,7 @@ def timed(cmd: list[str] | str, cwd: Path = ROOT, shell: bool = False) -> tuple[
     def sample():
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, tree_rss_mib(proc.pid))
+            peak = max(peak, tree_memory_mib(proc.pid))
             time.sleep(0.02)
     sampler = threading.Thread(target=sample)
     sampler.start()
