@@ -100,7 +100,11 @@ class LoudnessMeter:
              "-af", "ebur128", "-f", "null", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.log)
 
     def feed(self, samples: np.ndarray) -> None:
-        self.process.stdin.write(samples.tobytes())
+        try:
+            self.process.stdin.write(samples.tobytes())
+        except BrokenPipeError:
+            raise PublishError(Problem("publish", 0, 0, "ffmpeg's loudness meter stopped unexpectedly",
+                                       "check the ffmpeg installation (apt-get install ffmpeg)")) from None
 
     def integrated(self) -> float:
         """The integrated loudness (LUFS) of everything fed so far; ends the meter."""
@@ -115,7 +119,7 @@ class LoudnessMeter:
         return float(found[-1])
 
     def close(self) -> None:
-        """End the meter, measured or not (not when the narration was encoded before)."""
+        """End the meter whether or not it was read (an encoding from the cache needs no measurement)."""
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
