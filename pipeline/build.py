@@ -35,7 +35,7 @@ from filelock import FileLock, Timeout
 
 from . import __version__, stages
 from .errors import InternalError, Problem, PublishError
-from .model import Article, Image, Section
+from .model import Article
 from .stages import BuildContext
 from .theme import Theme
 
@@ -134,19 +134,6 @@ def read_manifest(folder: Path) -> dict:
 
 # -- fingerprints -------------------------------------------------------------
 
-def _referenced_files(article: Article) -> list[Path]:
-    files = []
-
-    def walk(blocks):
-        for b in blocks:
-            if isinstance(b, Image):
-                files.append(b.path)
-            if isinstance(b, Section):
-                walk(b.blocks)
-    walk(article.blocks)
-    return files
-
-
 _CODE_HASH: str | None = None
 
 
@@ -173,8 +160,8 @@ def fingerprint(job: Job, name: str, stage) -> str:
     add("stage", name.encode())
     add("epoch", str(job.ctx.epoch).encode())
     add("source", job.article.source.read_bytes())
-    for path in _referenced_files(job.article):
-        add("file " + path.name, path.read_bytes())
+    for image in job.article.images():
+        add("file " + image.path.name, image.path.read_bytes())
     for path in job.theme.fingerprint_files():
         add("theme " + path.relative_to(job.theme.root).as_posix(), path.read_bytes())
     add("paper", job.theme.paper.encode())

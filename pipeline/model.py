@@ -11,7 +11,7 @@ disclaimer, references) is a section of the outline like any ``Section``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Union
 
@@ -243,6 +243,15 @@ class OutlineEntry:
     block: Block                    # the headed block this entry opens
 
 
+@dataclass
+class ContentsEntry:
+    """One line of a table of contents: where it leads (an id or a link), its text, the lines under it."""
+
+    target: str
+    text: str
+    children: list[ContentsEntry] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Article:
     slug: str                       # the source file's stem; names the output folder
@@ -269,6 +278,18 @@ class Article:
                         entries.append(OutlineEntry(item.question.id, item.question.level, item.question.text, block))
         walk(self.blocks)
         return entries
+
+    def images(self) -> list[Image]:
+        """Every image, in reading order, wherever it is nested."""
+        found: list[Image] = []
+
+        def walk(blocks):
+            for block in blocks:
+                if isinstance(block, Image):
+                    found.append(block)
+                walk(getattr(block, "blocks", ()))
+        walk(self.blocks)
+        return found
 
     def sentences(self) -> Iterator[Sentence]:
         """Every sentence of the body in reading order (titles and headings excluded)."""

@@ -17,11 +17,11 @@ import datetime
 import time
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import Problem, PublishError, display_path
-from ..model import HEADED, Article, Image, Section
+from ..model import HEADED, Article, ContentsEntry, Section
 from ..theme import Theme
 from . import BuildContext, package_version
 
@@ -54,13 +54,6 @@ class Part:
         return not self.first and not isinstance(self.blocks[0], Section)
 
 
-@dataclass
-class NavEntry:
-    href: str
-    text: str
-    children: list = field(default_factory=list)
-
-
 def split_parts(article: Article) -> list[Part]:
     """The title and introduction (with the summary and key points), then one document per top-level headed block."""
     parts: list[Part] = [Part("intro.xhtml", article.metadata.title, (), first=True)]
@@ -73,13 +66,13 @@ def split_parts(article: Article) -> list[Part]:
     return parts
 
 
-def nav_tree(article: Article, parts: list[Part]) -> list[NavEntry]:
+def nav_tree(article: Article, parts: list[Part]) -> list[ContentsEntry]:
     """The table of contents to heading level 3, each entry linking to its block in its document."""
     document_of = {heading_id: part.file_name for part in parts for block in part.blocks
                    for heading_id in _heading_ids(block)}
-    tree = [NavEntry(f"{parts[0].file_name}#{article.title.id}", article.title.text)]
+    tree = [ContentsEntry(f"{parts[0].file_name}#{article.title.id}", article.title.text)]
     for entry in article.outline(max_level=3):
-        node = NavEntry(f"{document_of[entry.id]}#{entry.id}", entry.text)
+        node = ContentsEntry(f"{document_of[entry.id]}#{entry.id}", entry.text)
         if entry.level > 2 and len(tree) > 1:
             tree[-1].children.append(node)
         else:
@@ -115,16 +108,7 @@ def _heading_ids(block):
         yield from (item.question.id for item in block.items)
 
 
-def _images(blocks) -> list[Image]:
-    found = []
-    for block in blocks:
-        if isinstance(block, Image):
-            found.append(block)
-        found += _images(getattr(block, "blocks", ()))
-    return found
-
-
-def _depth(entries: list[NavEntry]) -> int:
+def _depth(entries: list[ContentsEntry]) -> int:
     return 1 + max((_depth(e.children) for e in entries if e.children), default=0)
 
 
@@ -167,7 +151,7 @@ class EpubStage:
         for prop, value in self.accessibility(article, theme, publisher):
             book.add_metadata(None, "meta", value, {"property": prop})
 
-        images = {image.id: (f"images/{image.id}{image.path.suffix.lower()}", image) for image in _images(article.blocks)}
+        images = {image.id: (f"images/{image.id}{image.path.suffix.lower()}", image) for image in article.images()}
         opts = {"epub": True, "sentence_ids": False, "print_urls": False, "listen": False,
                 "image_url": lambda image: images[image.id][0]}
         logo = None
@@ -230,11 +214,11 @@ class EpubStage:
         return epub.EpubItem(uid=uid, file_name=file_name, media_type=media_type, content=source.read_bytes())
 
     @staticmethod
-    def ncx_entry(entry: NavEntry):
+    def ncx_entry(entry: ContentsEntry):
         from ebooklib import epub
         if entry.children:
-            return (epub.Section(entry.text, entry.href), [EpubStage.ncx_entry(c) for c in entry.children])
-        return epub.Link(entry.href, entry.text, entry.href.replace("#", "-").replace(".", "-"))
+            return (epub.Section(entry.text, entry.target), [EpubStage.ncx_entry(c) for c in entry.children])
+        return epub.Link(entry.target, entry.text, entry.target.replace("#", "-").replace(".", "-"))
 
     @staticmethod
     def accessibility(article: Article, theme: Theme, publisher: str) -> list[tuple[str, str]]:
@@ -242,7 +226,7 @@ class EpubStage:
         features = ["structuralNavigation", "tableOfContents", "readingOrder", "displayTransformability",
                     "ARIA",        # DPUB-ARIA roles beside every epub:type, sections labelled by their headings
                     "unlocked"]    # no DRM: any reading system and assistive technology can open it
-        if any(not image.decorative for image in _images(article.blocks)) or (theme.logo and not theme.logo.decorative):
+        if any(not image.decorative for image in article.images()) or (theme.logo and not theme.logo.decorative):
             features.append("alternativeText")
         return [
             ("schema:accessMode", "textual"),

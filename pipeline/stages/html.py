@@ -7,31 +7,23 @@ theme's validated, contrast-checked settings.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..model import Article
+from ..model import Article, ContentsEntry
 from ..theme import Theme
 from . import BuildContext
 
 FONTS = ("AtkinsonHyperlegible-Regular.ttf", "AtkinsonHyperlegible-Bold.ttf")
 
 
-@dataclass
-class TocEntry:
-    id: str
-    text: str
-    children: list = field(default_factory=list)
-
-
-def table_of_contents(article: Article) -> list[TocEntry]:
+def table_of_contents(article: Article) -> list[ContentsEntry]:
     """Top-level sections with their subsections (FAQ questions are left out: the FAQ heading leads there)."""
-    entries: list[TocEntry] = []
+    entries: list[ContentsEntry] = []
     for entry in article.outline(max_level=3):
         if entry.level == 2:
-            entries.append(TocEntry(entry.id, entry.text))
+            entries.append(ContentsEntry(entry.id, entry.text))
         elif entry.block.kind == "section" and entries:
-            entries[-1].children.append(TocEntry(entry.id, entry.text))
+            entries[-1].children.append(ContentsEntry(entry.id, entry.text))
     return entries
 
 
@@ -67,18 +59,10 @@ class HtmlStage:
                             audio=audio, toc=table_of_contents(article))
         target = workdir / f"{article.slug}.html"
         target.write_text(page, encoding="utf-8")
-        for image in _images(article.blocks):
+        for image in article.images():
             shutil.copyfile(image.path, workdir / image.path.name)
             written.append(workdir / image.path.name)
         return [target, *written]
-
-
-def _images(blocks):
-    for block in blocks:
-        if block.kind == "image":
-            yield block
-        if block.kind == "section":
-            yield from _images(block.blocks)
 
 
 STAGE = HtmlStage()
