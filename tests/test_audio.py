@@ -99,6 +99,28 @@ def test_captions_are_timed_from_the_audio(folder):
     assert_in_order([s.text for s in load_article(B12).sentences()], " ".join(text for *_, text in cues))
 
 
+@pytest.mark.parametrize("suffix", [".mp3", ".m4b"])
+def test_captions_and_chapters_land_where_the_words_are_heard(folder, suffix):
+    """Decoded, every caption starts within 60 ms of its words being heard: the chapters are encoded
+    separately and joined, and a join that lost or added frames would move everything after it."""
+    import numpy as np
+    require_tool("ffmpeg", "apt-get install ffmpeg")
+    rate = 22050
+    pcm = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(folder / f"{B12.stem}{suffix}"),
+                          "-f", "s16le", "-ac", "1", "-ar", str(rate), "pipe:1"], capture_output=True, check=True).stdout
+    loud = np.abs(np.frombuffer(pcm, "<i2").astype(np.int32)) > 1000      # −30 dBFS: speech, not codec noise
+    cues = vtt_cues(folder / f"{B12.stem}.vtt")
+    late = []
+    for ident, start, _, _ in cues:
+        # every utterance follows a pause of at least 0.35 s: look from just inside it
+        first = max(0, int((start - 0.25) * rate))
+        heard = (first + np.flatnonzero(loud[first: int((start + 0.5) * rate)])[0]) / rate
+        if abs(heard - start) > 0.06:
+            late.append((ident, round(heard - start, 3)))
+    assert not late, late
+    assert abs(len(loud) / rate - cues[-1][2]) < 1.0
+
+
 def test_transcript_holds_every_sentence_as_spoken_and_no_markup(folder):
     article = load_article(B12)
     lexicon = load_lexicon(ROOT / "themes" / "default", "en").with_article(article)
