@@ -6,6 +6,7 @@ with autoescaping always on, so source text can never become markup.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,14 +123,13 @@ class Theme:
         return target
 
     def templates(self, *folders: str) -> jinja2.Environment:
-        """A Jinja2 environment that loads only from the given folders of templates/ and _blocks/."""
-        base = self.root / "templates"
-        env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader([str(base / f) for f in folders] + [str(base / "_blocks")]),
-            autoescape=True, undefined=jinja2.StrictUndefined,
-            trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-        )
-        return env
+        """A Jinja2 environment that loads only from the given folders of templates/ and _blocks/.
+
+        One per theme and folders in a process: it keeps the compiled templates, which cost more than
+        rendering them (the EPUB's fourteen documents share their macros). A template edited meanwhile
+        is still reloaded (Jinja2 checks its modification time).
+        """
+        return _environment(self.root / "templates", folders)
 
     def render(self, folder: str, template: str, **context) -> str:
         """Render templates/<folder>/<template>; a broken template is a located error, not a traceback."""
@@ -153,6 +153,15 @@ class Theme:
 
     def fingerprint_files(self) -> list[Path]:
         return sorted(p for p in self.root.rglob("*") if p.is_file())
+
+
+@functools.lru_cache(maxsize=16)
+def _environment(base: Path, folders: tuple[str, ...]) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(base / f) for f in folders] + [str(base / "_blocks")]),
+        autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )
 
 
 def load_theme(root: Path) -> Theme:
