@@ -5,6 +5,7 @@ light (no numpy): a build with nothing to do reads the versions and stops.
 """
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 
@@ -13,6 +14,7 @@ from ...errors import MissingTool
 ESPEAK_INSTALL = "apt-get install espeak-ng"
 
 
+@functools.lru_cache(maxsize=None)      # asked by the fingerprint and again by the stage: run it once
 def engine_version() -> str:
     """espeak-ng's version line; a missing engine is a MissingTool error (exit 3)."""
     binary = shutil.which("espeak-ng")
@@ -29,6 +31,7 @@ def ffmpeg() -> str:
     return binary
 
 
+@functools.lru_cache(maxsize=None)
 def ffmpeg_version() -> str:
     out = subprocess.run([ffmpeg(), "-version"], capture_output=True, text=True, timeout=30).stdout
     return out.splitlines()[0] if out else "ffmpeg"
