@@ -27,17 +27,19 @@ import shutil
 import signal
 import tempfile
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from filelock import FileLock, Timeout
+from typing import TYPE_CHECKING
 
 from . import __version__, stages
 from .errors import InternalError, Problem, PublishError
-from .model import Article
 from .stages import BuildContext
-from .theme import Theme
+from .stamp import code_hash, theme_files
+
+if TYPE_CHECKING:         # kept out of a build with nothing to do, which must start quickly (see stamp.py)
+    from filelock import FileLock
+    from .model import Article
+    from .theme import Theme
 
 # When SOURCE_DATE_EPOCH is not set, timestamps come from this fixed instant
 # (2000-01-01T00:00:00Z), never from the clock, so builds stay reproducible.
@@ -73,8 +75,8 @@ class StageResult:
 class Job:
     """One article to build."""
 
-    article: Article
-    theme: Theme
+    article: Article | None          # None when its stamp showed it current without reading it
+    theme: Theme | None
     formats: list[str]
     source_label: str
     folder: Path = None
@@ -87,7 +89,7 @@ class Job:
 
     @property
     def slug(self) -> str:
-        return self.article.slug
+        return self.article.slug if self.article else Path(self.source_label).stem
 
     @property
     def ok(self) -> bool:
@@ -134,21 +136,6 @@ def read_manifest(folder: Path) -> dict:
 
 # -- fingerprints -------------------------------------------------------------
 
-_CODE_HASH: str | None = None
-
-
-def code_hash() -> str:
-    """A hash of the pipeline's own code: a changed stage must not reuse outputs of the old one."""
-    global _CODE_HASH
-    if _CODE_HASH is None:
-        package = Path(__file__).resolve().parent
-        h = hashlib.sha256()
-        for path in sorted(package.rglob("*.py")):
-            h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
-        _CODE_HASH = h.hexdigest()
-    return _CODE_HASH
-
-
 def fingerprint(job: Job, name: str, stage) -> str:
     """A hash of everything the stage's output depends on (no absolute paths: it must match across checkouts)."""
     h = hashlib.sha256()
@@ -162,7 +149,7 @@ def fingerprint(job: Job, name: str, stage) -> str:
     add("source", job.article.source.read_bytes())
     for image in job.article.images():
         add("file " + image.path.name, image.path.read_bytes())
-    for path in job.theme.fingerprint_files():
+    for path in theme_files(job.theme.root):
         add("theme " + path.relative_to(job.theme.root).as_posix(), path.read_bytes())
     add("paper", job.theme.paper.encode())
     add("inputs", stage.inputs(job.article, job.theme, job.ctx))
@@ -230,6 +217,7 @@ def _worker_start() -> None:
 
 
 def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int) -> None:
+    from filelock import FileLock, Timeout
     job.folder = out_root / job.slug
     # A short wait: the workers of a build that was just killed may hold the lock for a moment longer.
     job.lock = FileLock(str(out_root / f".{job.slug}.lock"), timeout=LOCK_WAIT)
@@ -314,6 +302,7 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
         tasks = [(job, name) for job in ready
                  for name in sorted((n for n, r in job.stages.items() if r.status == "pending"), key=_start_rank)]
         if len(tasks) > 1 and workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
             pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_worker_start)
             try:
                 _run_pool(pool, tasks, ready, progress)
@@ -354,6 +343,7 @@ def _run_one(job: Job, name: str, progress) -> None:
 
 
 def _run_pool(pool, tasks, ready, progress) -> None:
+    from concurrent.futures import FIRST_COMPLETED, wait
     futures = {}
     for job, name in tasks:
         workdir = job.staging / name

@@ -10,14 +10,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from . import __version__, stages
-from .build import Job, build
+from . import __version__, stages, stamp
+from .build import Job, StageResult, build, source_date_epoch
 from .errors import EXIT_OK, EXIT_USAGE, PublishError, display_path
-from .source import load_article
 from .progress import Lines, Live_, Quiet, summary
-from .theme import load_theme
 
-from rich.console import Console
+# The article parser, the theme and rich are imported only when needed: a build with nothing to do
+# answers from the stamps (stamp.py) without them.
 
 
 def project_root() -> Path:
@@ -136,11 +135,34 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"no theme `{args.theme}` in {root / 'themes'}")
         if args.command == "build":
             formats = parse_formats(args.format)
+            if args.jobs is not None and args.jobs < 1:
+                raise UsageError("--jobs must be at least 1")
         sources = find_sources(args.sources, root)
     except UsageError as exc:
         print(f"publish: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    keys = {}
+    if args.command == "build":
+        out_root = Path(args.out) if args.out else Path(display_name(root / "output"))
+        cache_dir = Path(args.cache) if args.cache else root / ".cache"
+        try:
+            epoch = source_date_epoch()
+        except PublishError as exc:
+            print(exc.format(), file=sys.stderr)
+            return exc.exit_code
+        options = f"formats {','.join(formats)}; theme {args.theme}; paper {args.paper or 'theme'}"
+        for path in sources:
+            try:
+                keys[display_name(path)] = stamp.key(path, theme_dir, options, epoch)
+            except OSError:
+                pass                      # unreadable: the full check reports it
+        current = _current_jobs(sources, formats, keys, out_root, cache_dir)
+        if current is not None:
+            return _report(args, current, EXIT_OK, _progress(args))
+
+    from .source import load_article
+    from .theme import load_theme
     try:
         theme = load_theme(theme_dir)
         if getattr(args, "paper", None):
@@ -165,20 +187,54 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "check" or not articles:
         return status
 
-    if args.jobs is not None and args.jobs < 1:
-        print("publish: error: --jobs must be at least 1", file=sys.stderr)
-        return EXIT_USAGE
-    out_root = Path(args.out) if args.out else Path(display_name(root / "output"))
-    cache_dir = Path(args.cache) if args.cache else root / ".cache"
     jobs = [Job(article, theme, formats, name) for name, article in articles]
-    console = Console(stderr=True) if sys.stderr.isatty() and not args.quiet else None
-    progress = Quiet() if args.quiet else Live_(console) if console else Lines(verbose=args.verbose)
+    referenced = {job.source_label: stamp.digests([image.path for image in job.article.images()]) for job in jobs}
+    progress = _progress(args)
     try:
         build(jobs, out_root, cache_dir, workers=args.jobs, progress=progress)
     except PublishError as exc:
         print(exc.format(), file=sys.stderr)
         return exc.exit_code
     for job in jobs:
+        if job.ok and job.source_label in keys:
+            stamp.save(cache_dir, job.folder, keys[job.source_label], referenced[job.source_label])
+    return _report(args, jobs, status, progress)
+
+
+def _progress(args: argparse.Namespace):
+    if args.quiet:
+        return Quiet()
+    if sys.stderr.isatty():
+        from rich.console import Console
+        return Live_(Console(stderr=True))
+    return Lines(verbose=args.verbose)
+
+
+def _current_jobs(sources: list[Path], formats: list[str], keys: dict[str, str], out_root: Path,
+                  cache_dir: Path) -> list[Job] | None:
+    """Every article as an up-to-date job, if every one's stamp says so; else None (the full check decides)."""
+    jobs = []
+    for path in sources:
+        name = display_name(path)
+        folder = out_root / path.stem
+        manifest = stamp.current(cache_dir, folder, keys[name]) if name in keys else None
+        if manifest is None:
+            return None
+        job = Job(None, None, formats, name, folder=folder)
+        for fmt in formats:
+            paths = [folder / o["path"] for o in manifest.get("outputs", []) if o.get("format") == fmt]
+            if not paths:
+                return None
+            job.stages[fmt] = StageResult(fmt, status="cached", paths=paths)
+        jobs.append(job)
+    return jobs
+
+
+def _report(args: argparse.Namespace, jobs: list[Job], status: int, progress) -> int:
+    """Say what went wrong and what was built: errors, the summary table, the JSON report."""
+    for job in jobs:
+        if job.article is None:            # found current by its stamp: the build had nothing to say yet
+            progress.article_finished(job)
         errors = [job.error] if job.error else []
         errors += [r.error for r in job.stages.values() if r.error]
         for error in errors:
@@ -187,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
             print(prefix + error.format(), file=sys.stderr)
             status = max(status, error.exit_code)
     if not args.quiet:
-        summary(jobs, console)
+        summary(jobs, getattr(progress, "console", None))
     report = {"articles": [{
         "source": job.source_label, "folder": str(job.folder) if job.folder else None, "published": job.ok,
         "stages": [{"format": name, "status": r.status, "seconds": round(r.seconds, 3),

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import sys
 import time
-
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from .build import Job, Quiet, StageResult
+
+if TYPE_CHECKING:         # rich is loaded only for a terminal: a quiet build with nothing to do stays quick
+    from rich.console import Console
+    from rich.table import Table
 
 
 def human_size(n: int) -> str:
@@ -76,6 +77,7 @@ class Live_(Quiet):
         self.started: dict[tuple[int, str], float] = {}
 
     def table(self) -> Table:
+        from rich.table import Table
         table = Table(box=None, show_header=True, header_style="bold")
         table.add_column("article")
         table.add_column("stage")
@@ -90,6 +92,7 @@ class Live_(Quiet):
         return table
 
     def start(self, jobs):
+        from rich.live import Live
         self.jobs = [j for j in jobs if j.stages]
         self.live = Live(self.table(), console=self.console, refresh_per_second=8, transient=True)
         self.live.start()
@@ -121,6 +124,7 @@ def summary(jobs: list[Job], console: Console | None = None) -> None:
             elif result.status == "failed":
                 rows.append((job.slug, name, "", "", "", "failed"))
     if console is not None:
+        from rich.table import Table
         table = Table(title="Build summary", header_style="bold")
         for column in ("article", "format", "output", "size", "time", "result"):
             table.add_column(column, justify="right" if column in ("size", "time") else "left")

@@ -151,9 +151,6 @@ class Theme:
                                        "the template uses a value the pipeline does not provide; "
                                        "compare it with the default theme's template")) from None
 
-    def fingerprint_files(self) -> list[Path]:
-        return sorted(p for p in self.root.rglob("*") if p.is_file())
-
 
 @functools.lru_cache(maxsize=16)
 def _environment(base: Path, folders: tuple[str, ...]) -> jinja2.Environment:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image as Picture
 
 from conftest import B12, EPOCH, ROOT, run_publish
 from pipeline import stages
@@ -81,6 +82,33 @@ def test_editing_one_sentence_rebuilds_the_outputs_holding_it_and_speaks_one_utt
     html = project / "output" / B12.stem / f"{B12.stem}.html"
     if html.exists():
         assert "These shellfish are full of B12." in html.read_text()
+
+
+@pytest.mark.parametrize("change", ["theme file", "referenced image", "damaged output"])
+def test_the_quick_no_change_check_still_notices_what_changed(tmp_path, change):
+    """A build after a build answers from a stamp, without reading the article; it must still see every change."""
+    project = tmp_path / "project"
+    (project / "source").mkdir(parents=True)
+    shutil.copytree(ROOT / "themes", project / "themes")
+    picture = project / "source" / "figure.png"
+    Picture.new("RGB", (40, 30), (30, 90, 160)).save(picture)
+    (project / "source" / "figure.yaml").write_text(
+        "title: A figure\nlanguage: en\nbody:\n  - p: One sentence.\n"
+        "  - image:\n      src: figure.png\n      alt: A blue rectangle\n")
+    assert {s["status"] for s in report(project, formats=QUICK).values()} == {"built"}
+    assert {s["status"] for s in report(project, formats=QUICK).values()} == {"cached"}
+    assert list((project / ".cache" / "stamps").glob("*.json")), "no stamp was kept"
+    if change == "theme file":
+        css = project / "themes" / "default" / "css" / "html.css"
+        css.write_text(css.read_text() + "\nbody { letter-spacing: 0.01em; }\n")
+        expected = {"pdf": "built", "html": "built"}
+    elif change == "referenced image":
+        Picture.new("RGB", (40, 30), (160, 90, 30)).save(picture)
+        expected = {"pdf": "built", "html": "built"}
+    else:
+        (project / "output" / "figure" / "figure.pdf").write_bytes(b"%PDF-1.7 damaged")
+        expected = {"pdf": "built", "html": "cached"}
+    assert {name: s["status"] for name, s in report(project, formats=QUICK).items()} == expected
 
 
 def built_then_edited(tmp_path, formats: str = FORMATS) -> tuple[Path, Path, dict]:

@@ -12,10 +12,11 @@ import importlib
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ..model import Article
-from ..theme import Theme
+if TYPE_CHECKING:         # a build with nothing to do imports neither (see stamp.py)
+    from ..model import Article
+    from ..theme import Theme
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,146 @@
+"""The quick answer to "is this article's output still current?", before any YAML is read.
+
+A build with nothing to do is the commonest build of all: an editor runs
+`publish build` after every save, most often with nothing changed. The full
+check (each stage's fingerprint in ``manifest.json``) parses the article,
+loads the theme and asks every engine for its version; this one only hashes
+raw bytes and reads file times.
+
+After every successful build a stamp is kept in the cache: a key over the
+raw inputs (the source and the files it references, every theme file, the
+options, SOURCE_DATE_EPOCH, this package's code, and the installed engines
+identified by their files' sizes and times) and the size and time of every
+published file. When the key and every file still match, the outputs are
+current. When anything differs, even in a way that cannot change an output
+(a reinstalled library, a touched program), the build falls back to the
+full check, which alone decides what is rebuilt: the stamp can only say
+"nothing to do", never "rebuild this".
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from . import __version__
+
+# The programs the stages run. A new stage that runs another program adds it here,
+# so that installing a new version of it is noticed before the full check.
+PROGRAMS = ("espeak-ng", "ffmpeg")
+
+
+def code_hash() -> str:
+    """A hash of the pipeline's own code: a changed stage must not reuse outputs of the old one."""
+    global _CODE_HASH
+    if _CODE_HASH is None:
+        package = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for path in sorted(package.rglob("*.py")):
+            h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+        _CODE_HASH = h.hexdigest()
+    return _CODE_HASH
+
+
+_CODE_HASH: str | None = None
+
+
+def _identity(path: Path) -> str:
+    try:
+        st = path.stat()
+        return f"{path} {st.st_size} {st.st_mtime_ns}"
+    except OSError:
+        return f"{path} missing"
+
+
+def environment() -> str:
+    """The installed engines, by where they are and when they changed.
+
+    Installing, upgrading or removing a Python package changes the time of
+    its site-packages folder; a new version of a program replaces its file.
+    """
+    parts = [sys.version, __version__, code_hash()]
+    parts += [_identity(Path(folder)) for folder in sys.path if folder and Path(folder).is_dir()]
+    for program in PROGRAMS:
+        found = shutil.which(program)
+        parts.append(_identity(Path(found)) if found else f"{program} missing")
+    return "\n".join(parts)
+
+
+def theme_files(root: Path) -> list[Path]:
+    """Every file of a theme: any of them may change an output."""
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def key(source: Path, theme_root: Path, options: str, epoch: int) -> str:
+    """A hash of the raw inputs of one article's build, without parsing anything."""
+    h = hashlib.sha256()
+
+    def add(label: str, data: bytes) -> None:
+        h.update(label.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
+
+    add("environment", environment().encode())
+    add("options", options.encode())
+    add("epoch", str(epoch).encode())
+    add("source", source.read_bytes())
+    for path in theme_files(theme_root):
+        add("theme " + path.relative_to(theme_root).as_posix(), path.read_bytes())
+    return h.hexdigest()
+
+
+def _stamp_file(cache_dir: Path, folder: Path) -> Path:
+    name = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:32]
+    return cache_dir / "stamps" / f"{name}.json"
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def current(cache_dir: Path, folder: Path, wanted: str) -> dict | None:
+    """The article's manifest if its stamp says every output is current; None if the full check must decide."""
+    try:
+        stamp = json.loads(_stamp_file(cache_dir, folder).read_text("utf-8"))
+        manifest_bytes = (folder / "manifest.json").read_bytes()
+        if stamp.get("key") != wanted or stamp.get("manifest") != hashlib.sha256(manifest_bytes).hexdigest():
+            return None
+        if any(_digest(Path(path)) != digest for path, digest in stamp.get("referenced", {}).items()):
+            return None
+        published = stamp.get("published", {})
+        manifest = json.loads(manifest_bytes)
+        for entry in manifest.get("outputs", []):
+            st = (folder / entry["path"]).stat()
+            if published.get(entry["path"]) != [st.st_size, st.st_mtime_ns]:
+                return None
+        return manifest
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def digests(paths: list[Path]) -> dict[str, str | None]:
+    """The referenced files' hashes, taken when the article is read (a file changed during the build
+    must not be recorded as built)."""
+    return {str(p.resolve()): _digest(p) for p in paths}
+
+
+def save(cache_dir: Path, folder: Path, wanted: str, referenced: dict[str, str | None]) -> None:
+    """Remember that the outputs in *folder* are current for the inputs hashed into *wanted* and *referenced*."""
+    from .build import write_atomic
+    try:
+        manifest_bytes = (folder / "manifest.json").read_bytes()
+        manifest = json.loads(manifest_bytes)
+        published = {}
+        for entry in manifest.get("outputs", []):
+            st = (folder / entry["path"]).stat()
+            published[entry["path"]] = [st.st_size, st.st_mtime_ns]
+        stamp = {"key": wanted, "manifest": hashlib.sha256(manifest_bytes).hexdigest(),
+                 "referenced": referenced, "published": published}
+        target = _stamp_file(cache_dir, folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, json.dumps(stamp, indent=1).encode())
+    except (OSError, ValueError, KeyError, TypeError):
+        pass            # without a stamp the next build does the full check: slower, never wrong
