@@ -301,6 +301,7 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
         progress.start(jobs)
         tasks = [(job, name) for job in ready
                  for name in sorted((n for n, r in job.stages.items() if r.status == "pending"), key=_start_rank)]
+        stages.share_helper_slots(os.cpu_count() or 1)
         if len(tasks) > 1 and workers > 1:
             from concurrent.futures import ProcessPoolExecutor
             pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_worker_start)

@@ -8,6 +8,7 @@ never knows that other stages exist beyond the list of formats in the
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
@@ -72,6 +73,29 @@ def package_version(distribution: str) -> str:
         return f"{distribution} {version(distribution)}"
     except PackageNotFoundError:
         return f"{distribution} (not installed)"
+
+
+# Helper programs (ffmpeg) that stages run from their threads are counted across the whole build, not
+# per stage: a batch with two narrations under way on two cores runs two encoders, not four, each of
+# which would want a core and some 35 MiB.
+_HELPER_SLOTS = None
+
+
+def share_helper_slots(count: int) -> None:
+    """Allow *count* helper programs at once, build-wide. Called before the workers fork, which inherit it."""
+    global _HELPER_SLOTS
+    import multiprocessing
+    _HELPER_SLOTS = multiprocessing.BoundedSemaphore(max(1, count))
+
+
+@contextlib.contextmanager
+def helper_slot():
+    """Hold one of the build's helper slots while a helper program runs (no limit outside a build)."""
+    if _HELPER_SLOTS is None:
+        yield
+        return
+    with _HELPER_SLOTS:
+        yield
 
 
 def get(name: str) -> Stage:

@@ -45,8 +45,7 @@ class AudioStage:
         sound = []
         with ChapterEncoder(cache / "encoded", recipe) as encoder:
             for chapter in join(utterances, (synth.wav(u.spoken) for u in utterances)):
-                sound.append(chapter)
-                encoder.submit(chapter)
+                sound.append(encoder.submit(chapter))
             encoded, count = encoder.finish()
         ctx.report["audio"] = {"utterances": len(utterances), "synthesized": synth.synthesized,
                                "cached": synth.reused, "chapters": len(sound), "encoded": count}

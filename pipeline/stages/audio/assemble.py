@@ -24,13 +24,14 @@ import re
 import subprocess
 import wave
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from ...errors import Problem, PublishError
+from .. import helper_slot
 from .script import PAUSES, Utterance
 from .tools import ffmpeg
 
@@ -74,12 +75,14 @@ class Cue:
     end: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class ChapterSound:
-    """One chapter's samples, fitted to the frame grid, and its utterances' places within it."""
-    samples: np.ndarray
+    """One chapter's place in the narration, its utterances' places within it, and its samples (fitted to the
+    frame grid) until they are encoded: a whole narration's samples never need to be in memory at once."""
     spans: list[tuple[Utterance, int, int]]      # utterance, first and last sample (exclusive)
-    start: int = 0                                # where the chapter begins in the narration (samples)
+    start: int                                    # where the chapter begins in the narration (samples)
+    length: int                                   # samples
+    samples: np.ndarray | None = None
 
 
 def read_samples(path: Path) -> np.ndarray:
@@ -113,13 +116,13 @@ def join(utterances: list[Utterance], wavs: Iterable[Path]) -> Iterator[ChapterS
     def close() -> ChapterSound:
         length = fitted_length(position, pause)
         samples = np.concatenate(pieces)[:length]
-        return ChapterSound(np.pad(samples, (0, length - samples.size)), list(spans), start)
+        return ChapterSound(list(spans), start, length, np.pad(samples, (0, length - samples.size)))
 
     for n, (utterance, wav) in enumerate(zip(utterances, wavs)):
         if n and utterance.chapter != utterances[n - 1].chapter:
             chapter = close()
             yield chapter
-            pieces, spans, position, start = [], [], 0, start + chapter.samples.size
+            pieces, spans, position, start = [], [], 0, start + chapter.length
         samples = read_samples(wav)
         silence = np.zeros(int(PAUSES[utterance.pause] * RATE), dtype="<i2")
         pieces += [samples, silence]
@@ -141,7 +144,7 @@ def chapter_times(chapters: list[ChapterSound], titles: list[str], codec: Codec)
     """(start, end, title) in ms: a chapter starts where its opening words are heard (the first at 0)."""
     offset = codec.delay + round(ATTACK_MS * RATE / 1000)
     starts = [0.0] + [(c.start + offset) / RATE for c in chapters[1:]]
-    total = sum(c.samples.size for c in chapters) / RATE
+    total = sum(c.length for c in chapters) / RATE
     ends = starts[1:] + [total]
     return [(round(s * 1000), round(e * 1000), title) for s, e, title in zip(starts, ends, titles)]
 
@@ -150,7 +153,7 @@ def loudness(samples: np.ndarray) -> float:
     """Integrated loudness (LUFS) by ffmpeg's EBU R128 meter."""
     done = subprocess.run([ffmpeg(), "-hide_banner", "-nostats", "-f", "s16le", "-ar", str(RATE), "-ac", "1",
                            "-i", "pipe:0", "-af", "ebur128", "-f", "null", "-"],
-                          input=samples.tobytes(), capture_output=True, timeout=600)
+                          input=memoryview(samples).cast("B"), capture_output=True, timeout=600)
     found = re.findall(r"I:\s+(-?[\d.]+) LUFS", done.stderr.decode(errors="replace"))
     if done.returncode != 0 or not found:
         raise _ffmpeg_failed("measure the narration's loudness", done.stderr)
@@ -209,15 +212,17 @@ class ChapterEncoder:
     def __exit__(self, *exc) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def files(self, chapter: ChapterSound) -> dict[Codec, Path]:
-        h = hashlib.sha256(f"{self.recipe}\0{chapter.samples.size}\0".encode())
-        h.update(chapter.samples.tobytes())       # the gain follows from the samples
+    def files(self, samples: np.ndarray) -> dict[Codec, Path]:
+        h = hashlib.sha256(f"{self.recipe}\0{samples.size}\0".encode())
+        h.update(samples)                         # the gain follows from the samples
         return {codec: self.cache / f"{h.hexdigest()}.{codec.name}" for codec in CODECS}
 
-    def submit(self, chapter: ChapterSound) -> None:
-        files = self.files(chapter)
+    def submit(self, chapter: ChapterSound) -> ChapterSound:
+        """Queue the chapter for encoding; returns it without its samples, which the encoder now holds."""
+        files = self.files(chapter.samples)
         cached = all(path.is_file() for path in files.values())
-        self.jobs.append((files, None if cached else self.pool.submit(self._encode, chapter, files)))
+        self.jobs.append((files, None if cached else self.pool.submit(self._encode, chapter.samples, files)))
+        return replace(chapter, samples=None)
 
     def finish(self) -> tuple[list[dict[Codec, Path]], int]:
         """Every chapter's encoded files, in order, and how many chapters had to be encoded."""
@@ -226,10 +231,11 @@ class ChapterEncoder:
                 job.result()                        # raises the chapter's PublishError, if any
         return [files for files, _ in self.jobs], sum(job is not None for _, job in self.jobs)
 
-    def _encode(self, chapter: ChapterSound, files: dict[Codec, Path]) -> None:
+    def _encode(self, samples: np.ndarray, files: dict[Codec, Path]) -> None:
         """One ffmpeg run: gain and limiter once, then each encoder gets the length that fills its last frame."""
-        gain = gain_for(loudness(chapter.samples))
-        size = chapter.samples.size
+        with helper_slot():
+            gain = gain_for(loudness(samples))
+        size = samples.size
         branches = ";".join(f"[s{n}]apad=whole_len={size - codec.priming}[o{n}]" for n, codec in enumerate(CODECS))
         graph = f"[0:a]{limiter(gain)},asplit={len(CODECS)}{''.join(f'[s{n}]' for n in range(len(CODECS)))};{branches}"
         # apad only pads: the chapter is cut to each encoder's length first, inside its closing pause
@@ -240,7 +246,9 @@ class ChapterEncoder:
             command += ["-map", f"[o{n}]", "-ac", "1", "-ar", str(RATE), *codec.args, *BITEXACT, str(tmp[codec])]
         shortest = size - max(codec.priming for codec in CODECS)
         try:
-            done = subprocess.run(command, input=chapter.samples[:shortest].tobytes(), capture_output=True, timeout=1800)
+            with helper_slot():
+                done = subprocess.run(command, input=memoryview(samples[:shortest]).cast("B"), capture_output=True,
+                                      timeout=1800)
             if done.returncode != 0:
                 raise _ffmpeg_failed("encode the narration", done.stderr)
             for codec, path in files.items():
