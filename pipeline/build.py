@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -48,6 +49,7 @@ LOCK_WAIT = 5.0          # seconds to wait for another build of the same article
 # The order an article's stages start in: the slowest first. On two cores the
 # narration, started last, would finish long after the rest had.
 SLOWEST_FIRST = ("audio", "pdf", "epub", "html")
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def source_date_epoch() -> int:
@@ -207,6 +209,7 @@ def _worker_start() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)   # the parent's handler cleans up; a worker just ends
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)    # forked while they were held (_signals_held)
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)          # PR_SET_PDEATHSIG (Linux)
@@ -343,14 +346,30 @@ def _run_one(job: Job, name: str, progress) -> None:
     progress.stage_finished(job, result)
 
 
+@contextlib.contextmanager
+def _signals_held():
+    """Hold Ctrl-C and `kill` while worker processes are forked, and deliver them after.
+
+    The pool forks its workers on the first submit. A signal that arrives
+    during a fork is handled inside Python's after-fork callbacks, which
+    swallow exceptions: the build went on as if it had never been stopped.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
 def _run_pool(pool, tasks, ready, progress) -> None:
     from concurrent.futures import FIRST_COMPLETED, wait
     futures = {}
-    for job, name in tasks:
-        workdir = job.staging / name
-        workdir.mkdir()
-        progress.stage_started(job, name)
-        futures[pool.submit(run_stage, name, job.article, job.theme, workdir, job.ctx)] = (job, name)
+    with _signals_held():
+        for job, name in tasks:
+            workdir = job.staging / name
+            workdir.mkdir()
+            progress.stage_started(job, name)
+            futures[pool.submit(run_stage, name, job.article, job.theme, workdir, job.ctx)] = (job, name)
     closed = set()
     try:
         pending = set(futures)
