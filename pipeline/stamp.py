@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import site
 import sys
 from pathlib import Path
 
@@ -59,9 +60,12 @@ def environment() -> str:
 
     Installing, upgrading or removing a Python package changes the time of
     its site-packages folder; a new version of a program replaces its file.
+    (Not every folder on sys.path: the current folder's time changes with
+    any file written in it.)
     """
     parts = [sys.version, __version__, code_hash()]
-    parts += [_identity(Path(folder)) for folder in sys.path if folder and Path(folder).is_dir()]
+    folders = [*site.getsitepackages(), site.getusersitepackages()]
+    parts += [_identity(Path(folder)) for folder in folders if Path(folder).is_dir()]
     for program in PROGRAMS:
         found = shutil.which(program)
         parts.append(_identity(Path(found)) if found else f"{program} missing")
