@@ -177,7 +177,13 @@ def test_two_builds_of_one_article_at_once_are_refused_clearly(tmp_path):
     shutil.rmtree(project / ".cache", ignore_errors=True)
     first = _start_build(project)
     _wait_for(lambda: (project / "output" / f".{B12.stem}.lock").exists())
-    second = build(project)
+    # Paused, the first build holds its lock for as long as the second waits for it (a fast machine
+    # could otherwise finish the first build within the second's short wait).
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = build(project)
+    finally:
+        first.send_signal(signal.SIGCONT)
     first.communicate(timeout=300)
     assert first.returncode == 0
     assert second.returncode == 1
