@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from . import __version__, stages
 from .errors import InternalError, Problem, PublishError
 from .stages import BuildContext
-from .stamp import code_hash, theme_files
+from .stamp import InputHash, code_hash, theme_digest
 
 if TYPE_CHECKING:         # kept out of a build with nothing to do, which must start quickly (see stamp.py)
     from filelock import FileLock
@@ -138,23 +138,18 @@ def read_manifest(folder: Path) -> dict:
 
 # -- fingerprints -------------------------------------------------------------
 
-def fingerprint(job: Job, name: str, stage) -> str:
+def fingerprint(job: Job, name: str, stage, theme_hash: str) -> str:
     """A hash of everything the stage's output depends on (no absolute paths: it must match across checkouts)."""
-    h = hashlib.sha256()
-
-    def add(label: str, data: bytes) -> None:
-        h.update(label.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
-
-    add("package", f"{__version__} {code_hash()}".encode())
-    add("stage", name.encode())
-    add("epoch", str(job.ctx.epoch).encode())
-    add("source", job.article.source.read_bytes())
+    h = InputHash()
+    h.add("package", f"{__version__} {code_hash()}".encode())
+    h.add("stage", name.encode())
+    h.add("epoch", str(job.ctx.epoch).encode())
+    h.add("source", job.article.source.read_bytes())
     for image in job.article.images():
-        add("file " + image.path.name, image.path.read_bytes())
-    for path in theme_files(job.theme.root):
-        add("theme " + path.relative_to(job.theme.root).as_posix(), path.read_bytes())
-    add("paper", job.theme.paper.encode())
-    add("inputs", stage.inputs(job.article, job.theme, job.ctx))
+        h.add("file " + image.path.name, image.path.read_bytes())
+    h.add("theme", theme_hash.encode())
+    h.add("paper", job.theme.paper.encode())
+    h.add("inputs", stage.inputs(job.article, job.theme, job.ctx))
     return h.hexdigest()
 
 
@@ -219,7 +214,7 @@ def _worker_start() -> None:
         os._exit(1)
 
 
-def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int) -> None:
+def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int, theme_hashes: dict[Path, str]) -> None:
     from filelock import FileLock, Timeout
     job.folder = out_root / job.slug
     # A short wait: the workers of a build that was just killed may hold the lock for a moment longer.
@@ -235,9 +230,11 @@ def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int) -> No
     job.previous = read_manifest(job.folder)
     published = tuple(sorted({o.get("format") for o in job.previous.get("outputs", [])} - {None}))
     job.ctx = BuildContext(formats=tuple(job.formats), epoch=epoch, published=published, cache_dir=cache_dir)
+    if job.theme.root not in theme_hashes:          # the articles of a batch share their theme
+        theme_hashes[job.theme.root] = theme_digest(job.theme.root)
     for name in job.formats:
         stage = stages.get(name)
-        result = StageResult(name, fingerprint=fingerprint(job, name, stage))
+        result = StageResult(name, fingerprint=fingerprint(job, name, stage, theme_hashes[job.theme.root]))
         cached = _up_to_date(job, name, result.fingerprint)
         if cached is not None:
             result.status, result.paths = "cached", cached
@@ -291,10 +288,10 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
                                    "check that the folder is writable, or choose another with --out")) from None
     epoch = source_date_epoch()
     try:
-        ready = []
+        ready, theme_hashes = [], {}
         for job in jobs:
             try:
-                _prepare(job, out_root, cache_dir, epoch)
+                _prepare(job, out_root, cache_dir, epoch, theme_hashes)
                 ready.append(job)
             except PublishError as exc:
                 job.error = exc

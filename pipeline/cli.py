@@ -152,11 +152,11 @@ def run(args: argparse.Namespace) -> int:
             print(exc.format(), file=sys.stderr)
             return exc.exit_code
         options = f"formats {','.join(formats)}; theme {args.theme}; paper {args.paper or 'theme'}"
-        for path in sources:
-            try:
-                keys[display_name(path)] = stamp.key(path, theme_dir, options, epoch)
-            except OSError:
-                pass                      # unreadable: the full check reports it
+        try:
+            shared = stamp.shared_key(theme_dir, options, epoch)
+            keys = {display_name(path): stamp.key(path, shared) for path in sources}
+        except OSError:
+            pass                          # an unreadable file: the full check reports it
         current = _current_jobs(sources, formats, keys, out_root, cache_dir)
         if current is not None:
             return _report(args, current, EXIT_OK, _progress(args))

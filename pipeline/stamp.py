@@ -31,6 +31,8 @@ from . import __version__
 # so that installing a new version of it is noticed before the full check.
 PROGRAMS = ("espeak-ng", "ffmpeg")
 
+_CODE_HASH: str | None = None
+
 
 def code_hash() -> str:
     """A hash of the pipeline's own code: a changed stage must not reuse outputs of the old one."""
@@ -44,7 +46,17 @@ def code_hash() -> str:
     return _CODE_HASH
 
 
-_CODE_HASH: str | None = None
+class InputHash:
+    """A hash of labelled inputs, each prefixed with its length so that no two can run into each other."""
+
+    def __init__(self):
+        self._h = hashlib.sha256()
+
+    def add(self, label: str, data: bytes) -> None:
+        self._h.update(label.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
 
 
 def _identity(path: Path) -> str:
@@ -72,24 +84,29 @@ def environment() -> str:
     return "\n".join(parts)
 
 
-def theme_files(root: Path) -> list[Path]:
-    """Every file of a theme: any of them may change an output."""
-    return sorted(p for p in root.rglob("*") if p.is_file())
+def theme_digest(root: Path) -> str:
+    """One hash of every file of a theme (any of them may change an output), by path and content."""
+    h = InputHash()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.add("theme " + path.relative_to(root).as_posix(), path.read_bytes())
+    return h.hexdigest()
 
 
-def key(source: Path, theme_root: Path, options: str, epoch: int) -> str:
+def shared_key(theme_root: Path, options: str, epoch: int) -> str:
+    """The part of every article's key that a build shares: engines, options, epoch and theme."""
+    h = InputHash()
+    h.add("environment", environment().encode())
+    h.add("options", options.encode())
+    h.add("epoch", str(epoch).encode())
+    h.add("theme", theme_digest(theme_root).encode())
+    return h.hexdigest()
+
+
+def key(source: Path, shared: str) -> str:
     """A hash of the raw inputs of one article's build, without parsing anything."""
-    h = hashlib.sha256()
-
-    def add(label: str, data: bytes) -> None:
-        h.update(label.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
-
-    add("environment", environment().encode())
-    add("options", options.encode())
-    add("epoch", str(epoch).encode())
-    add("source", source.read_bytes())
-    for path in theme_files(theme_root):
-        add("theme " + path.relative_to(theme_root).as_posix(), path.read_bytes())
+    h = InputHash()
+    h.add("shared", shared.encode())
+    h.add("source", source.read_bytes())
     return h.hexdigest()
 
 
@@ -99,10 +116,20 @@ def _stamp_file(cache_dir: Path, folder: Path) -> Path:
 
 
 def _digest(path: Path) -> str | None:
+    from .build import sha256
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return sha256(path)
     except OSError:
         return None
+
+
+def _published(folder: Path, manifest: dict) -> dict[str, list[int]]:
+    """Size and time of every file the manifest lists: a file rewritten since changes at least its time."""
+    published = {}
+    for entry in manifest.get("outputs", []):
+        st = (folder / entry["path"]).stat()
+        published[entry["path"]] = [st.st_size, st.st_mtime_ns]
+    return published
 
 
 def current(cache_dir: Path, folder: Path, wanted: str) -> dict | None:
@@ -114,13 +141,8 @@ def current(cache_dir: Path, folder: Path, wanted: str) -> dict | None:
             return None
         if any(_digest(Path(path)) != digest for path, digest in stamp.get("referenced", {}).items()):
             return None
-        published = stamp.get("published", {})
         manifest = json.loads(manifest_bytes)
-        for entry in manifest.get("outputs", []):
-            st = (folder / entry["path"]).stat()
-            if published.get(entry["path"]) != [st.st_size, st.st_mtime_ns]:
-                return None
-        return manifest
+        return manifest if _published(folder, manifest) == stamp.get("published") else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -136,13 +158,8 @@ def save(cache_dir: Path, folder: Path, wanted: str, referenced: dict[str, str |
     from .build import write_atomic
     try:
         manifest_bytes = (folder / "manifest.json").read_bytes()
-        manifest = json.loads(manifest_bytes)
-        published = {}
-        for entry in manifest.get("outputs", []):
-            st = (folder / entry["path"]).stat()
-            published[entry["path"]] = [st.st_size, st.st_mtime_ns]
         stamp = {"key": wanted, "manifest": hashlib.sha256(manifest_bytes).hexdigest(),
-                 "referenced": referenced, "published": published}
+                 "referenced": referenced, "published": _published(folder, json.loads(manifest_bytes))}
         target = _stamp_file(cache_dir, folder)
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, json.dumps(stamp, indent=1).encode())
