@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -194,3 +195,31 @@ def test_two_clean_builds_are_byte_identical(tmp_path):
     for suffix in (".mp3", ".m4b", ".vtt", ".transcript.txt"):
         name = f"{B12.stem}{suffix}"
         assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name
+
+
+def test_engine_versions_are_remembered_for_as_long_as_the_program_is_the_same(tmp_path, monkeypatch):
+    """Every build fingerprints the audio with ffmpeg's version, which costs a run of ffmpeg: the answer is kept
+    in the cache, and a program replaced at the same path (an upgrade) is asked again."""
+    from pipeline.stages.audio import tools
+    require_tool("ffmpeg", "apt-get install ffmpeg")
+    bin_dir, cache = tmp_path / "bin", tmp_path / "cache"
+    bin_dir.mkdir()
+    program = bin_dir / "ffmpeg"
+    shutil.copy2(shutil.which("ffmpeg"), program)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    real = subprocess.run([str(program), "-version"], capture_output=True, text=True).stdout.splitlines()[0]
+
+    tools._version.cache_clear()
+    assert tools.ffmpeg_version(cache) == real
+    memo = cache / "versions.json"
+    (key, answer), = json.loads(memo.read_text()).items()
+    assert answer == real and key.startswith(str(program.resolve()))
+    memo.write_text(json.dumps({key: "ffmpeg version remembered"}))
+    tools._version.cache_clear()
+    assert tools.ffmpeg_version(cache) == "ffmpeg version remembered"     # the memo is what answered
+
+    stat = program.stat()
+    os.utime(program, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))    # the program is replaced
+    tools._version.cache_clear()
+    assert tools.ffmpeg_version(cache) == real
+    tools._version.cache_clear()

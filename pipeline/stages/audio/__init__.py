@@ -25,8 +25,9 @@ class AudioStage:
         return [f"{article.slug}{suffix}" for suffix in (".mp3", ".m4b", ".vtt", ".transcript.txt")]
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
-        return f"{engine_version()}; {ffmpeg_version()}; {package_version('pyttsx3')}; " \
-               f"rate {theme.voice_rate}; voices {sorted(theme.voices.items())}".encode()
+        engines = f"{engine_version(ctx.cache_dir)}; {ffmpeg_version(ctx.cache_dir)}"
+        return f"{engines}; {package_version('pyttsx3')}; rate {theme.voice_rate}; " \
+               f"voices {sorted(theme.voices.items())}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         from . import assemble              # numpy: loaded only when there is sound to assemble
@@ -41,7 +42,7 @@ class AudioStage:
 
         # Encoding is the expensive part: each chapter is encoded while the next ones are spoken, and
         # its encoding is reused for as long as what is heard in it does not change.
-        recipe = hashlib.sha256(Path(assemble.__file__).read_bytes()).hexdigest() + ffmpeg_version()
+        recipe = hashlib.sha256(Path(assemble.__file__).read_bytes()).hexdigest() + ffmpeg_version(ctx.cache_dir)
         sound = []
         with ChapterEncoder(cache / "encoded", recipe) as encoder:
             for chapter in join(utterances, (synth.wav(u.spoken) for u in utterances)):

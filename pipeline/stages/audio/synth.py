@@ -37,7 +37,7 @@ def quiet_stdout():
 
 class Synthesizer:
     def __init__(self, language: str, voices: dict[str, str], rate: int, cache_dir: Path):
-        self.version = engine_version()
+        self.version = engine_version(cache_dir)
         try:
             import pyttsx3
             with quiet_stdout():
