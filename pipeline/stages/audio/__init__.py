@@ -31,7 +31,7 @@ class AudioStage:
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         from . import assemble              # numpy: loaded only when there is sound to assemble
-        from .assemble import AAC, MP3, ChapterEncoder, chapter_times, cues, ffmetadata, join, mux, wait_all, webvtt
+        from .assemble import AAC, CODECS, MP3, ChapterEncoder, chapter_times, cues, ffmetadata, join, mux, webvtt
         m = article.metadata
         publisher = m.publisher or theme.organisation
         lexicon = load_lexicon(theme.root, m.language).with_article(article)
@@ -57,14 +57,13 @@ class AudioStage:
         tags = {"title": m.title, "artist": publisher, "album": publisher, "date": date, "language": m.language,
                 "genre": "Speech"}
         titles = [c.title for c in chapters]
-        jobs = []
-        for codec, suffix in ((MP3, ".mp3"), (AAC, ".m4b")):
-            metadata = workdir / f"chapters.{codec.name}.txt"
-            metadata.write_text(ffmetadata(tags, chapter_times(sound, titles, codec)), encoding="utf-8")
-            jobs.append(mux([parts[codec] for parts in encoded], codec, metadata, files[suffix]))
-        wait_all(jobs, "join the narration's chapters")
-        for leftover in [*workdir.glob("chapters.*.txt"), *workdir.glob("*.frames")]:
-            leftover.unlink()
+        metadata = {codec: workdir / f"chapters.{codec.name}.txt" for codec in CODECS}
+        for codec, path in metadata.items():
+            path.write_text(ffmetadata(tags, chapter_times(sound, titles, codec)), encoding="utf-8")
+        mux({codec: [parts[codec] for parts in encoded] for codec in CODECS}, metadata,
+            {MP3: files[".mp3"], AAC: files[".m4b"]})
+        for path in metadata.values():
+            path.unlink()
         return list(files.values())
 
 

@@ -258,27 +258,35 @@ class ChapterEncoder:
                 path.unlink(missing_ok=True)
 
 
-def mux(parts: list[Path], codec: Codec, metadata: Path, target: Path) -> subprocess.Popen:
-    """Join encoded chapters (frames follow frames) and add tags and chapters without re-encoding."""
-    joined = target.with_name(f"{target.name}.frames")
-    with joined.open("wb") as out:
-        for part in parts:
-            out.write(part.read_bytes())
-    # Both files take their tags and chapters from a metadata file: ffmpeg writes them as ID3v2.4
-    # frames (TIT2, TPE1, TALB, TDRC, and CHAP under one ordered CTOC) and as MP4 chapters.
-    container = (["-id3v2_version", "4", "-write_id3v1", "0", "-write_xing", "0", "-f", "mp3"] if codec is MP3
-                 else ["-f", "mp4"])
-    return subprocess.Popen([ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", codec.demuxer, "-i", str(joined),
-                             "-i", str(metadata), "-map", "0:a", "-map_metadata", "1", "-map_chapters", "1",
-                             "-c", "copy", *BITEXACT, *container, str(target)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def wait_all(processes: list[subprocess.Popen], what: str) -> None:
-    for process in processes:
-        _, err = process.communicate(timeout=1800)
-        if process.returncode != 0:
-            raise _ffmpeg_failed(what, err)
+def mux(parts: dict[Codec, list[Path]], metadata: dict[Codec, Path], targets: dict[Codec, Path]) -> None:
+    """Join each codec's encoded chapters (frames follow frames) and put them into their files with tags and
+    chapters, without re-encoding: one ffmpeg run writes both files."""
+    joined = {codec: targets[codec].with_name(f"{targets[codec].name}.frames") for codec in CODECS}
+    for codec in CODECS:
+        with joined[codec].open("wb") as out:
+            for part in parts[codec]:
+                out.write(part.read_bytes())
+    command = [ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
+    for codec in CODECS:
+        command += ["-f", codec.demuxer, "-i", str(joined[codec])]
+    for codec in CODECS:
+        command += ["-i", str(metadata[codec])]
+    for n, codec in enumerate(CODECS):
+        # Each file takes its tags and chapters from its metadata file: ffmpeg writes them as ID3v2.4 frames
+        # (TIT2, TPE1, TALB, TDRC, and CHAP frames in time order under one ordered CTOC) and as MP4 chapters.
+        container = (["-id3v2_version", "4", "-write_id3v1", "0", "-write_xing", "0", "-f", "mp3"] if codec is MP3
+                     else ["-f", "mp4"])
+        tags = str(len(CODECS) + n)
+        command += ["-map", f"{n}:a", "-map_metadata", tags, "-map_chapters", tags, "-c", "copy", *BITEXACT,
+                    *container, str(targets[codec])]
+    try:
+        with helper_slot():
+            done = subprocess.run(command, capture_output=True, timeout=1800)
+    finally:
+        for path in joined.values():
+            path.unlink(missing_ok=True)
+    if done.returncode != 0:
+        raise _ffmpeg_failed("join the narration's chapters", done.stderr)
 
 
 def webvtt(cues: list[Cue]) -> str:
