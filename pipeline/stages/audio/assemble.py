@@ -22,6 +22,7 @@ import html
 import os
 import re
 import subprocess
+import threading
 import wave
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -196,6 +197,10 @@ class ChapterEncoder:
     """Measures and encodes chapters into MP3 and AAC frames in background threads (the work is ffmpeg's,
     one process per chapter and per core); each encoding is cached by everything that is heard in it.
 
+    Speech is made faster than it is encoded, so chapters would pile up, each holding its samples (the B12
+    narration is 34 MB of them), while they wait for an encoder: `submit` waits instead once every encoder
+    is busy and one more chapter is ready to follow.
+
     Use it as a context manager: leaving it early (a failed synthesis) cancels what has not started.
     """
 
@@ -203,7 +208,9 @@ class ChapterEncoder:
         self.cache = cache
         self.cache.mkdir(parents=True, exist_ok=True)
         self.recipe = recipe
-        self.pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+        encoders = os.cpu_count() or 1
+        self.pool = ThreadPoolExecutor(max_workers=encoders)
+        self.room = threading.BoundedSemaphore(encoders + 1)     # chapters being encoded or next in line
         self.jobs: list[tuple[dict[Codec, Path], Future]] = []
 
     def __enter__(self) -> ChapterEncoder:
@@ -220,8 +227,12 @@ class ChapterEncoder:
     def submit(self, chapter: ChapterSound) -> ChapterSound:
         """Queue the chapter for encoding; returns it without its samples, which the encoder now holds."""
         files = self.files(chapter.samples)
-        cached = all(path.is_file() for path in files.values())
-        self.jobs.append((files, None if cached else self.pool.submit(self._encode, chapter.samples, files)))
+        job = None
+        if not all(path.is_file() for path in files.values()):
+            self.room.acquire()
+            job = self.pool.submit(self._encode, chapter.samples, files)
+            job.add_done_callback(lambda _: self.room.release())      # also when it fails or is cancelled
+        self.jobs.append((files, job))
         return replace(chapter, samples=None)
 
     def finish(self) -> tuple[list[dict[Codec, Path]], int]:
