@@ -41,18 +41,32 @@ def tree_memory_mib(pid: int) -> float:
     Build workers are forked and share most of their pages with the parent;
     summing resident sizes would count those pages once per process. PSS
     divides each shared page among the processes that share it.
+
+    A helper program (ffmpeg) is started with vfork: until it has replaced
+    itself with the program, the child runs in its parent's memory, and its
+    PSS is the whole worker's a second time. Such a child still has its
+    parent's name, so a worker's child with the worker's name, or one that
+    changes name while it is being read, is left out for that sample.
     """
-    total, stack = 0, [pid]
+    total, stack = 0, [(pid, None)]
     while stack:
-        p = stack.pop()
+        p, parent_name = stack.pop()
         try:
+            name = _name(p)
             with open(f"/proc/{p}/smaps_rollup") as f:
-                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:")) * 1024
+                pss = next(int(line.split()[1]) for line in f if line.startswith("Pss:")) * 1024
+            if _name(p) == name and name != parent_name:
+                total += pss
             with open(f"/proc/{p}/task/{p}/children") as f:
-                stack.extend(int(c) for c in f.read().split())
+                stack.extend((int(c), None if p == pid else name) for c in f.read().split())
         except (OSError, StopIteration):
             pass
     return total / 2**20
+
+
+def _name(pid: int) -> str:
+    with open(f"/proc/{pid}/comm") as f:
+        return f.read().strip()
 
 
 def timed(cmd: list[str] | str, cwd: Path = ROOT, shell: bool = False, sample: float = 0.0) -> tuple[float, float]:
