@@ -5,9 +5,11 @@
   of the theme, the stage's own inputs (engine versions, settings), the
   package version and SOURCE_DATE_EPOCH. It is stored in ``manifest.json``;
   a stage whose fingerprint and files are unchanged is not run again.
-* Parallel: stale stages of all articles go to one pool of worker processes
+* Parallel: stale stages of all articles go to worker processes
   (WeasyPrint and the audio assembly are CPU-bound Python; threads would
-  share one core through the GIL).
+  share one core through the GIL). The documents (PDF, EPUB, HTML) and the
+  narration have workers of their own, so no worker holds both WeasyPrint
+  and the speech libraries.
 * Atomic: stages render into a private staging folder beside
   ``output/<slug>/`` (same file system, so a move is a rename). Only when
   every stage of an article succeeded are its files moved into place, one
@@ -38,6 +40,7 @@ from .stages import BuildContext
 from .stamp import InputHash, code_hash, theme_digest
 
 if TYPE_CHECKING:         # kept out of a build with nothing to do, which must start quickly (see stamp.py)
+    from concurrent.futures import ProcessPoolExecutor
     from filelock import FileLock
     from .model import Article
     from .theme import Theme
@@ -49,6 +52,10 @@ LOCK_WAIT = 5.0          # seconds to wait for another build of the same article
 # The order an article's stages start in: the slowest first. On two cores the
 # narration, started last, would finish long after the rest had.
 SLOWEST_FIRST = ("audio", "pdf", "epub", "html")
+# Stages that load the same heavy libraries share their worker processes. A worker keeps what it has
+# loaded: one that has laid out a PDF holds WeasyPrint, one that has made a narration holds numpy and
+# espeak-ng, and over a batch a worker that did both held both (some 100 MiB, measured).
+WORKER_GROUP = {"audio": "narration", "pdf": "documents", "epub": "documents", "html": "documents"}
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
@@ -303,17 +310,18 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
                  for name in sorted((n for n, r in job.stages.items() if r.status == "pending"), key=_start_rank)]
         stages.share_helper_slots(os.cpu_count() or 1)
         if len(tasks) > 1 and workers > 1:
-            from concurrent.futures import ProcessPoolExecutor
-            pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_worker_start)
+            pools = _pools(tasks, workers)
             try:
-                _run_pool(pool, tasks, ready, progress)
+                _run_pool(pools, tasks, ready, progress)
             except BaseException:
                 # interrupted: stop the workers now rather than letting them finish their stages
-                for process in list(getattr(pool, "_processes", {}).values()):
-                    process.terminate()
-                pool.shutdown(wait=False, cancel_futures=True)
+                for pool in pools.values():
+                    for process in list(getattr(pool, "_processes", {}).values()):
+                        process.terminate()
+                    pool.shutdown(wait=False, cancel_futures=True)
                 raise
-            pool.shutdown()
+            for pool in pools.values():
+                pool.shutdown()
         else:
             for job, name in tasks:
                 _run_one(job, name, progress)
@@ -324,6 +332,23 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
             _finish(job)
         progress.stop()
     return jobs
+
+
+def _pools(tasks: list[tuple[Job, str]], workers: int) -> dict[str, ProcessPoolExecutor]:
+    """A pool of worker processes for each group of stages that has work, *workers* in all: each group gets
+    one, and every further worker goes to the group with the most tasks per worker."""
+    from concurrent.futures import ProcessPoolExecutor
+    counts: dict[str, int] = {}
+    for _, name in tasks:
+        group = WORKER_GROUP.get(name, name)
+        counts[group] = counts.get(group, 0) + 1
+    sizes = {group: 1 for group in counts}
+    while sum(sizes.values()) < workers:
+        wanting = [group for group in counts if sizes[group] < counts[group]]
+        if not wanting:
+            break
+        sizes[max(wanting, key=lambda group: counts[group] / sizes[group])] += 1
+    return {group: ProcessPoolExecutor(max_workers=size, initializer=_worker_start) for group, size in sizes.items()}
 
 
 def _start_rank(name: str) -> int:
@@ -347,7 +372,7 @@ def _run_one(job: Job, name: str, progress) -> None:
 def _signals_held():
     """Hold Ctrl-C and `kill` while worker processes are forked, and deliver them after.
 
-    The pool forks its workers on the first submit. A signal that arrives
+    The pools fork their workers on the first submit. A signal that arrives
     during a fork is handled inside Python's after-fork callbacks, which
     swallow exceptions: the build went on as if it had never been stopped.
     """
@@ -358,7 +383,7 @@ def _signals_held():
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
-def _run_pool(pool, tasks, ready, progress) -> None:
+def _run_pool(pools, tasks, ready, progress) -> None:
     from concurrent.futures import FIRST_COMPLETED, wait
     futures = {}
     with _signals_held():
@@ -366,6 +391,7 @@ def _run_pool(pool, tasks, ready, progress) -> None:
             workdir = job.staging / name
             workdir.mkdir()
             progress.stage_started(job, name)
+            pool = pools[WORKER_GROUP.get(name, name)]
             futures[pool.submit(run_stage, name, job.article, job.theme, workdir, job.ctx)] = (job, name)
     closed = set()
     try:

@@ -218,3 +218,22 @@ def test_a_read_only_output_folder_is_a_clear_error(tmp_path, tiny_disk):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "how to fix:" in result.stderr
     assert "output folder" in result.stderr
+
+
+def test_documents_and_narration_have_workers_of_their_own():
+    """A worker keeps the libraries it has loaded: the PDF's WeasyPrint and the narration's numpy and
+    espeak-ng are never held by the same process, and spare workers go where the work is."""
+    from pipeline.build import _pools
+
+    def sizes(formats, workers):
+        pools = _pools([(None, name) for name in formats], workers)
+        for pool in pools.values():
+            pool.shutdown()
+        return {group: pool._max_workers for group, pool in pools.items()}
+
+    one_article = ["audio", "pdf", "epub", "html"]
+    assert sizes(one_article, 2) == {"narration": 1, "documents": 1}
+    assert sizes(one_article, 4) == {"narration": 1, "documents": 3}
+    assert sizes(one_article * 10, 8) == {"narration": 2, "documents": 6}
+    assert sizes(["pdf", "epub", "html"] * 5, 2) == {"documents": 2}
+    assert sizes(["audio"] * 3, 2) == {"narration": 2}
