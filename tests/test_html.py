@@ -138,6 +138,17 @@ def test_no_horizontal_scrolling_at_320_and_nothing_clipped_with_text_spacing(br
     page.context.close()
 
 
+def test_the_title_is_on_the_first_screen_at_320_px_and_read_before_the_contents(browser, page_file):
+    """A reader with a magnifier or a screen reader meets the article's title first, not 13 contents entries."""
+    page = open_page(browser, page_file, 320)
+    top = page.evaluate("document.querySelector('h1').getBoundingClientRect().top")
+    assert top < 450, f"the title starts {top:.0f} px down, below half of the first screen"
+    order = page.evaluate("document.querySelector('h1').compareDocumentPosition(document.querySelector('nav.contents'))")
+    assert order & 4, "the contents come before the title"          # 4: DOCUMENT_POSITION_FOLLOWING
+    assert page.evaluate("document.querySelector('nav.contents').closest('main') !== null")
+    page.context.close()
+
+
 def test_reader_controls_change_the_page_and_survive_a_reload(browser, page_file):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
