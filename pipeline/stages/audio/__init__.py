@@ -31,7 +31,8 @@ class AudioStage:
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         from . import assemble              # numpy: loaded only when there is sound to assemble
-        from .assemble import AAC, CODECS, MP3, ChapterEncoder, chapter_times, cues, ffmetadata, join, mux, webvtt
+        from .assemble import (AAC, CODECS, MP3, ChapterEncoder, chapter_times, cues, ffmetadata, join, longest_first,
+                               mux, placed, webvtt)
         m = article.metadata
         publisher = m.publisher or theme.organisation
         lexicon = load_lexicon(theme.root, m.language).with_article(article)
@@ -44,10 +45,12 @@ class AudioStage:
         # its encoding is reused for as long as what is heard in it does not change.
         recipe = hashlib.sha256(Path(assemble.__file__).read_bytes()).hexdigest() + ffmpeg_version(ctx.cache_dir)
         sound = []
+        spoken = longest_first(utterances)
         with ChapterEncoder(cache / "encoded", recipe) as encoder:
-            for chapter in join(utterances, (synth.wav(u.spoken) for u in utterances)):
+            for chapter in join(spoken, (synth.wav(u.spoken) for u in spoken)):
                 sound.append(encoder.submit(chapter))
             encoded, count = encoder.finish()
+        sound, encoded = placed(sound, encoded)
         ctx.report["audio"] = {"utterances": len(utterances), "synthesized": synth.synthesized,
                                "cached": synth.reused, "chapters": len(sound), "encoded": count}
         files[".vtt"].write_text(webvtt(cues(sound)), encoding="utf-8")

@@ -106,24 +106,38 @@ def fitted_length(length: int, pause: int) -> int:
     return max(GRID, -(-(length - slack + max(c.priming for c in CODECS)) // GRID) * GRID)
 
 
+def longest_first(utterances: list[Utterance]) -> list[Utterance]:
+    """The utterances, chapter by chapter, the longest chapters first (by what is said in them).
+
+    Chapters are spoken and encoded in this order. In reading order the
+    longest chapter of the B12 article (the questions, 147 s) came second to
+    last, and one core encoded it alone while the other had nothing left.
+    A chapter's sound does not depend on where it is placed, so the order
+    changes only when each is made (see `placed`).
+    """
+    size: dict[int, int] = {}
+    for utterance in utterances:
+        size[utterance.chapter] = size.get(utterance.chapter, 0) + len(utterance.spoken)
+    return sorted(utterances, key=lambda u: (-size[u.chapter], u.chapter))      # stable within a chapter
+
+
 def join(utterances: list[Utterance], wavs: Iterable[Path]) -> Iterator[ChapterSound]:
     """The chapters' sound, each yielded as soon as its last utterance is placed: the utterances with the
     pause each one asks for, fitted to the frame grid. *wavs* may be a generator that speaks each utterance
-    when asked for it."""
+    when asked for it. Each chapter's `start` is left at 0 for `placed` to set."""
     pieces: list[np.ndarray] = []
     spans: list[tuple[Utterance, int, int]] = []
-    position = pause = start = 0
+    position = pause = 0
 
     def close() -> ChapterSound:
         length = fitted_length(position, pause)
         samples = np.concatenate(pieces)[:length]
-        return ChapterSound(list(spans), start, length, np.pad(samples, (0, length - samples.size)))
+        return ChapterSound(list(spans), 0, length, np.pad(samples, (0, length - samples.size)))
 
     for n, (utterance, wav) in enumerate(zip(utterances, wavs)):
         if n and utterance.chapter != utterances[n - 1].chapter:
-            chapter = close()
-            yield chapter
-            pieces, spans, position, start = [], [], 0, start + chapter.length
+            yield close()
+            pieces, spans, position = [], [], 0
         samples = read_samples(wav)
         silence = np.zeros(int(PAUSES[utterance.pause] * RATE), dtype="<i2")
         pieces += [samples, silence]
@@ -132,6 +146,17 @@ def join(utterances: list[Utterance], wavs: Iterable[Path]) -> Iterator[ChapterS
         pause = silence.size
     if spans:
         yield close()
+
+
+def placed(chapters: list[ChapterSound], encoded: list[dict[Codec, Path]]) -> tuple[list[ChapterSound],
+                                                                                   list[dict[Codec, Path]]]:
+    """The chapters and their encodings in reading order, each chapter at its place in the narration."""
+    pairs = sorted(zip(chapters, encoded), key=lambda pair: pair[0].spans[0][0].chapter)
+    start, ordered = 0, []
+    for chapter, _ in pairs:
+        ordered.append(replace(chapter, start=start))
+        start += chapter.length
+    return ordered, [files for _, files in pairs]
 
 
 def cues(chapters: list[ChapterSound], codec: Codec = MP3) -> list[Cue]:
