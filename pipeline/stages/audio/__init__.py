@@ -30,6 +30,8 @@ class AudioStage:
                f"voices {sorted(theme.voices.items())}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
+        from concurrent.futures import ThreadPoolExecutor
+
         from . import assemble              # numpy: loaded only when there is sound to assemble
         from .assemble import (AAC, CODECS, MP3, ChapterEncoder, chapter_times, cues, ffmetadata, join, longest_first,
                                mux, placed, webvtt)
@@ -63,8 +65,12 @@ class AudioStage:
         metadata = {codec: workdir / f"chapters.{codec.name}.txt" for codec in CODECS}
         for codec, path in metadata.items():
             path.write_text(ffmetadata(tags, chapter_times(sound, titles, codec)), encoding="utf-8")
-        mux({codec: [parts[codec] for parts in encoded] for codec in CODECS}, metadata,
-            {MP3: files[".mp3"], AAC: files[".m4b"]})
+        targets = {MP3: files[".mp3"], AAC: files[".m4b"]}
+        with ThreadPoolExecutor(max_workers=len(CODECS)) as pool:
+            runs = [pool.submit(mux, [parts[codec] for parts in encoded], codec, metadata[codec], targets[codec])
+                    for codec in CODECS]
+            for run in runs:
+                run.result()                        # raises the first failure, if any
         for path in metadata.values():
             path.unlink()
         return list(files.values())
