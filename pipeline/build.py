@@ -283,17 +283,60 @@ def _finish(job: Job) -> None:
         Path(job.lock.lock_file).unlink(missing_ok=True)
 
 
+def start_workers(formats: list[str], articles: int, workers: int | None = None) -> dict[str, ProcessPoolExecutor]:
+    """Start the worker processes before the articles are even read, sized as if every requested output were
+    stale (as after any edit), and have each load its stages' libraries meanwhile: WeasyPrint alone takes
+    0.5 s to import, which then overlaps the reading and fingerprinting of the articles. Hand the pools to
+    `build`, which replaces them if the work turns out to be different; `stop_workers` ends them otherwise."""
+    workers = max(1, workers or os.cpu_count() or 1)
+    planned = [(None, name) for name in formats] * articles
+    if len(planned) < 2 or workers < 2:
+        return {}
+    stages.share_helper_slots(os.cpu_count() or 1)
+    with _signals_held():                  # the pools fork their workers on the first submit
+        pools = _pools(planned, workers)
+        for group, pool in pools.items():
+            modules = [m for name in formats if WORKER_GROUP.get(name, name) == group
+                       for m in (stages.STAGE_MODULES[name], *stages.get(name).preload)]
+            for _ in range(pool._max_workers):
+                pool.submit(_preload, modules)
+    return pools
+
+
+def _preload(modules: list[str]) -> None:
+    import importlib
+    for module in modules:
+        importlib.import_module(module)
+
+
+def stop_workers(pools: dict[str, ProcessPoolExecutor]) -> None:
+    """End the workers now, without waiting for what they are doing (also safe on pools already shut down)."""
+    for pool in pools.values():
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, workers: int | None = None,
-          progress=None) -> list[Job]:
-    """Build every job; errors are recorded on the jobs (job.error, stage.error), not raised."""
+          progress=None, pools: dict[str, ProcessPoolExecutor] | None = None) -> list[Job]:
+    """Build every job; errors are recorded on the jobs (job.error, stage.error), not raised.
+
+    *pools* are workers from `start_workers`; the build owns them and ends them.
+    """
     progress = progress or Quiet()
     workers = max(1, workers or os.cpu_count() or 1)
+    pools = pools or {}
     try:
         out_root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        stop_workers(pools)
         raise PublishError(Problem(str(out_root), 0, 0, f"cannot create the output folder ({exc.strerror})",
                                    "check that the folder is writable, or choose another with --out")) from None
-    epoch = source_date_epoch()
+    try:
+        epoch = source_date_epoch()
+    except PublishError:
+        stop_workers(pools)
+        raise
     try:
         ready, theme_hashes = [], {}
         for job in jobs:
@@ -308,17 +351,18 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
         progress.start(jobs)
         tasks = [(job, name) for job in ready
                  for name in sorted((n for n, r in job.stages.items() if r.status == "pending"), key=_start_rank)]
-        stages.share_helper_slots(os.cpu_count() or 1)
-        if len(tasks) > 1 and workers > 1:
-            pools = _pools(tasks, workers)
+        wanted = _sizes(tasks, workers) if len(tasks) > 1 and workers > 1 else {}
+        if {group: pool._max_workers for group, pool in pools.items()} != wanted:
+            stop_workers(pools)                    # started for other work (or for none): start the right ones
+            pools = {}
+            if wanted:
+                stages.share_helper_slots(os.cpu_count() or 1)
+                pools = _pools(tasks, workers)
+        if pools:
             try:
                 _run_pool(pools, tasks, ready, progress)
             except BaseException:
-                # interrupted: stop the workers now rather than letting them finish their stages
-                for pool in pools.values():
-                    for process in list(getattr(pool, "_processes", {}).values()):
-                        process.terminate()
-                    pool.shutdown(wait=False, cancel_futures=True)
+                stop_workers(pools)           # interrupted: stop the workers rather than let them finish
                 raise
             for pool in pools.values():
                 pool.shutdown()
@@ -334,10 +378,9 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
     return jobs
 
 
-def _pools(tasks: list[tuple[Job, str]], workers: int) -> dict[str, ProcessPoolExecutor]:
-    """A pool of worker processes for each group of stages that has work, *workers* in all: each group gets
-    one, and every further worker goes to the group with the most tasks per worker."""
-    from concurrent.futures import ProcessPoolExecutor
+def _sizes(tasks: list[tuple[Job | None, str]], workers: int) -> dict[str, int]:
+    """Workers for each group of stages that has work, *workers* in all: each group gets one, and every
+    further worker goes to the group with the most tasks per worker."""
     counts: dict[str, int] = {}
     for _, name in tasks:
         group = WORKER_GROUP.get(name, name)
@@ -348,7 +391,13 @@ def _pools(tasks: list[tuple[Job, str]], workers: int) -> dict[str, ProcessPoolE
         if not wanting:
             break
         sizes[max(wanting, key=lambda group: counts[group] / sizes[group])] += 1
-    return {group: ProcessPoolExecutor(max_workers=size, initializer=_worker_start) for group, size in sizes.items()}
+    return sizes
+
+
+def _pools(tasks: list[tuple[Job | None, str]], workers: int) -> dict[str, ProcessPoolExecutor]:
+    from concurrent.futures import ProcessPoolExecutor
+    return {group: ProcessPoolExecutor(max_workers=size, initializer=_worker_start)
+            for group, size in _sizes(tasks, workers).items()}
 
 
 def _start_rank(name: str) -> int:

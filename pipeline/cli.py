@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import __version__, stages, stamp
-from .build import Job, StageResult, build, source_date_epoch
+from .build import Job, StageResult, build, source_date_epoch, start_workers, stop_workers
 from .errors import EXIT_OK, EXIT_USAGE, PublishError, display_path
 from .progress import Lines, Live_, Quiet, summary
 
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     root = project_root()
+    formats: list[str] = []
     try:
         theme_dir = root / "themes" / args.theme
         if not theme_dir.is_dir() or "/" in args.theme or args.theme.startswith("."):
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"publish: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    keys = {}
+    keys, out_root, cache_dir = {}, Path(), Path()
     if args.command == "build":
         out_root = Path(args.out) if args.out else Path(display_name(root / "output"))
         cache_dir = Path(args.cache) if args.cache else root / ".cache"
@@ -161,6 +162,18 @@ def run(args: argparse.Namespace) -> int:
         if current is not None:
             return _report(args, current, EXIT_OK, _progress(args))
 
+    # Something may have to be built: the workers start now and load their libraries while the articles
+    # are read (the build ends them; stopping them again is harmless).
+    pools = start_workers(formats, len(sources), args.jobs) if args.command == "build" else {}
+    try:
+        return _load_and_build(args, theme_dir, sources, formats, keys, out_root, cache_dir, pools)
+    finally:
+        stop_workers(pools)
+
+
+def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Path], formats: list[str],
+                    keys: dict[str, str], out_root: Path, cache_dir: Path, pools: dict) -> int:
+    """Read the theme and the articles (`check` stops there), then build them."""
     from .source import load_article
     from .theme import load_theme
     try:
@@ -191,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     referenced = {job.source_label: stamp.digests([image.path for image in job.article.images()]) for job in jobs}
     progress = _progress(args)
     try:
-        build(jobs, out_root, cache_dir, workers=args.jobs, progress=progress)
+        build(jobs, out_root, cache_dir, workers=args.jobs, progress=progress, pools=pools)
     except PublishError as exc:
         print(exc.format(), file=sys.stderr)
         return exc.exit_code

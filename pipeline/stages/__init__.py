@@ -36,6 +36,7 @@ class BuildContext:
 
 class Stage(Protocol):
     name: str                                            # "pdf"
+    preload: tuple[str, ...]                             # modules render() imports, which a worker may load early
 
     def outputs(self, article: Article) -> list[str]:
         """File names the stage writes into the article's output folder."""

@@ -122,6 +122,7 @@ def image_type(path: Path, where: str) -> str:
 
 class EpubStage:
     name = "epub"
+    preload = ("ebooklib.epub", "lxml.etree")
 
     def outputs(self, article: Article) -> list[str]:
         return [f"{article.slug}.epub"]

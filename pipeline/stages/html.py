@@ -29,6 +29,7 @@ def table_of_contents(article: Article) -> list[ContentsEntry]:
 
 class HtmlStage:
     name = "html"
+    preload = ()
 
     def outputs(self, article: Article) -> list[str]:
         return [f"{article.slug}.html", "large-print.css", "reader.js", *FONTS]

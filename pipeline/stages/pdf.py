@@ -90,6 +90,7 @@ def _fetcher(allowed: list[Path], article: Article):
 
 class PdfStage:
     name = "pdf"
+    preload = ("weasyprint", "pikepdf")
 
     def outputs(self, article: Article) -> list[str]:
         return [f"{article.slug}.pdf"]

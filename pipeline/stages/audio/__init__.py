@@ -20,6 +20,7 @@ from .tools import engine_version, ffmpeg_version
 
 class AudioStage:
     name = "audio"
+    preload = ("pipeline.stages.audio.assemble", "pyttsx3")
 
     def outputs(self, article: Article) -> list[str]:
         return [f"{article.slug}{suffix}" for suffix in (".mp3", ".m4b", ".vtt", ".transcript.txt")]
