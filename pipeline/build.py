@@ -296,17 +296,15 @@ def start_workers(formats: list[str], articles: int, workers: int | None = None)
     with _signals_held():                  # the pools fork their workers on the first submit
         pools = _pools(planned, workers)
         for group, pool in pools.items():
-            modules = [m for name in formats if WORKER_GROUP.get(name, name) == group
-                       for m in (stages.STAGE_MODULES[name], *stages.get(name).preload)]
+            names = [name for name in formats if WORKER_GROUP.get(name, name) == group]
             for _ in range(pool._max_workers):
-                pool.submit(_preload, modules)
+                pool.submit(_preload, names)
     return pools
 
 
-def _preload(modules: list[str]) -> None:
-    import importlib
-    for module in modules:
-        importlib.import_module(module)
+def _preload(names: list[str]) -> None:
+    for name in names:
+        stages.get(name).preload()
 
 
 def stop_workers(pools: dict[str, ProcessPoolExecutor]) -> None:

@@ -36,7 +36,9 @@ class BuildContext:
 
 class Stage(Protocol):
     name: str                                            # "pdf"
-    preload: tuple[str, ...]                             # modules render() imports, which a worker may load early
+
+    def preload(self) -> None:
+        """Import the libraries render() needs: a worker does it while the build is still being planned."""
 
     def outputs(self, article: Article) -> list[str]:
         """File names the stage writes into the article's output folder."""

@@ -14,6 +14,7 @@ order, with `mimetype` first and stored.
 from __future__ import annotations
 
 import datetime
+import importlib
 import time
 import zipfile
 import zlib
@@ -122,7 +123,10 @@ def image_type(path: Path, where: str) -> str:
 
 class EpubStage:
     name = "epub"
-    preload = ("ebooklib.epub", "lxml.etree")
+
+    def preload(self) -> None:
+        for module in ("ebooklib.epub", "lxml.etree"):
+            importlib.import_module(module)
 
     def outputs(self, article: Article) -> list[str]:
         return [f"{article.slug}.epub"]

@@ -29,7 +29,9 @@ def table_of_contents(article: Article) -> list[ContentsEntry]:
 
 class HtmlStage:
     name = "html"
-    preload = ()
+
+    def preload(self) -> None:
+        pass                                # Jinja2 only, which the theme has loaded
 
     def outputs(self, article: Article) -> list[str]:
         return [f"{article.slug}.html", "large-print.css", "reader.js", *FONTS]

@@ -6,6 +6,7 @@ it), assemble.py (pauses, loudness, encoding, chapters, captions).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import time
 from pathlib import Path
 
@@ -20,7 +21,10 @@ from .tools import engine_version, ffmpeg_version
 
 class AudioStage:
     name = "audio"
-    preload = ("pipeline.stages.audio.assemble", "pyttsx3")
+
+    def preload(self) -> None:
+        for module in ("pipeline.stages.audio.assemble", "pyttsx3"):      # numpy; the speech engine's binding
+            importlib.import_module(module)
 
     def outputs(self, article: Article) -> list[str]:
         return [f"{article.slug}{suffix}" for suffix in (".mp3", ".m4b", ".vtt", ".transcript.txt")]
