@@ -307,6 +307,8 @@ def mux(parts: list[Path], codec: Codec, metadata: Path, target: Path) -> None:
             out.write(part.read_bytes())
     # Both files take their tags and chapters from a metadata file: ffmpeg writes them as ID3v2.4 frames
     # (TIT2, TPE1, TALB, TDRC, and CHAP frames in time order under one ordered CTOC) and as MP4 chapters.
+    # Not mutagen, for the MP3, although it would save this run: it writes CHAP frames ordered by their
+    # size, and players that take chapters in frame order (ffmpeg-based ones among them) list them mixed up.
     container = (["-id3v2_version", "4", "-write_id3v1", "0", "-write_xing", "0", "-f", "mp3"] if codec is MP3
                  else ["-f", "mp4"])
     command = [ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", codec.demuxer, "-i", str(joined),
