@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib
 import json
 import os
 import signal
@@ -163,7 +164,10 @@ def run(args: argparse.Namespace) -> int:
             return _report(args, current, EXIT_OK, _progress(args))
 
     # Something may have to be built: the workers start now and load their libraries while the articles
-    # are read (the build ends them; stopping them again is harmless).
+    # are read (the build ends them; stopping them again is harmless). The document model and the themes
+    # are imported first, so that every worker inherits them rather than importing them again.
+    for module in ("pipeline.model", "pipeline.theme"):
+        importlib.import_module(module)
     pools = start_workers(formats, len(sources), args.jobs) if args.command == "build" else {}
     try:
         return _load_and_build(args, theme_dir, sources, formats, keys, out_root, cache_dir, pools)
