@@ -286,7 +286,7 @@ def _finish(job: Job) -> None:
 def start_workers(formats: list[str], articles: int, workers: int | None = None) -> dict[str, ProcessPoolExecutor]:
     """Start the worker processes before the articles are even read, sized as if every requested output were
     stale (as after any edit), and have each load its stages' libraries meanwhile: WeasyPrint alone takes
-    0.5 s to import, which then overlaps the reading and fingerprinting of the articles. Hand the pools to
+    0.35 s to import, which then overlaps the reading and fingerprinting of the articles. Hand the pools to
     `build`, which replaces them if the work turns out to be different; `stop_workers` ends them otherwise."""
     workers = max(1, workers or os.cpu_count() or 1)
     planned = [(None, name) for name in formats] * articles
