@@ -149,6 +149,15 @@ def test_the_title_is_on_the_first_screen_at_320_px_and_read_before_the_contents
     page.context.close()
 
 
+@pytest.mark.parametrize("theme, scheme", [("light", "light"), ("dark", "dark"), ("contrast", "dark")])
+def test_the_browsers_own_controls_follow_the_chosen_palette(browser, page_file, theme, scheme):
+    """The audio player and the menus are drawn by the browser: on a page made dark by the reader's choice,
+    they must be dark too, whatever the device's own setting (here: light)."""
+    page = open_page(browser, page_file, 1280, theme)
+    assert page.evaluate("getComputedStyle(document.documentElement).colorScheme") == scheme
+    page.context.close()
+
+
 def test_reader_controls_change_the_page_and_survive_a_reload(browser, page_file):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
