@@ -60,8 +60,15 @@ def test_mp3_tags(folder):
     assert str(tags["TIT2"]) == "Is B12 Good for Lower Back Pain?"
     assert str(tags["TPE1"]) == "Your Clinic Name" and str(tags["TALB"])
     assert str(tags["TDRC"]).startswith("2026")              # from SOURCE_DATE_EPOCH: the article has no review date
+    assert str(tags["TLAN"]) == "eng"                         # ISO 639-2, as ID3 asks; the article says "en"
     toc = tags.getall("CTOC")[0]
     assert len(toc.child_element_ids) == len(tags.getall("CHAP"))
+
+
+def test_the_m4b_audio_track_names_its_language(folder):
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries", "stream_tags=language",
+                          "-of", "csv=p=0", str(folder / f"{B12.stem}.m4b")], capture_output=True, text=True).stdout
+    assert out.strip() == "eng"                                # not "und": players name the track by it
 
 
 @pytest.mark.parametrize("suffix", [".mp3", ".m4b"])

@@ -31,15 +31,15 @@ class AudioStage:
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
         engines = f"{engine_version(ctx.cache_dir)}; {ffmpeg_version(ctx.cache_dir)}"
-        return f"{engines}; {package_version('pyttsx3')}; rate {theme.voice_rate}; " \
+        return f"{engines}; {package_version('pyttsx3')}; {package_version('pycountry')}; rate {theme.voice_rate}; " \
                f"voices {sorted(theme.voices.items())}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         from concurrent.futures import ThreadPoolExecutor
 
         from . import assemble              # numpy: loaded only when there is sound to assemble
-        from .assemble import (AAC, CODECS, MP3, ChapterEncoder, chapter_times, cues, ffmetadata, join, longest_first,
-                               mux, placed, webvtt)
+        from .assemble import (AAC, CODECS, MP3, ChapterEncoder, chapter_times, cues, ffmetadata, iso639_2, join,
+                               longest_first, mux, placed, webvtt)
         m = article.metadata
         publisher = m.publisher or theme.organisation
         lexicon = load_lexicon(theme.root, m.language).with_article(article)
@@ -64,7 +64,8 @@ class AudioStage:
         files[".transcript.txt"].write_text(transcript(article, utterances, chapters), encoding="utf-8")
 
         date = m.date_reviewed or m.date_published or time.strftime("%Y-%m-%d", time.gmtime(ctx.epoch))
-        tags = {"title": m.title, "artist": publisher, "album": publisher, "date": date, "language": m.language,
+        language = iso639_2(m.language)
+        tags = {"title": m.title, "artist": publisher, "album": publisher, "date": date, "language": language,
                 "genre": "Speech"}
         titles = [c.title for c in chapters]
         metadata = {codec: workdir / f"chapters.{codec.name}.txt" for codec in CODECS}
@@ -72,8 +73,8 @@ class AudioStage:
             path.write_text(ffmetadata(tags, chapter_times(sound, titles, codec)), encoding="utf-8")
         targets = {MP3: files[".mp3"], AAC: files[".m4b"]}
         with ThreadPoolExecutor(max_workers=len(CODECS)) as pool:
-            runs = [pool.submit(mux, [parts[codec] for parts in encoded], codec, metadata[codec], targets[codec])
-                    for codec in CODECS]
+            runs = [pool.submit(mux, [parts[codec] for parts in encoded], codec, metadata[codec], targets[codec],
+                                language) for codec in CODECS]
             for run in runs:
                 run.result()                        # raises the first failure, if any
         for path in metadata.values():

@@ -203,6 +203,16 @@ def limiter(gain_db: float) -> str:
     return f"volume={gain_db:.2f}dB,alimiter=limit={LIMIT}:level=false:attack={ATTACK_MS}:release=20"
 
 
+def iso639_2(language: str) -> str:
+    """The three-letter ISO 639-2 code ("eng") of a BCP 47 language tag ("en", "en-GB"): ID3's language frame
+    and MP4's track language take only those (ffmpeg writes an MP4 track given "en" as undetermined)."""
+    import pycountry
+    primary = language.split("-")[0].lower()
+    record = (pycountry.languages.get(alpha_2=primary) if len(primary) == 2
+              else pycountry.languages.get(alpha_3=primary))
+    return getattr(record, "alpha_3", None) or "und"
+
+
 def ffmetadata(values: dict[str, str], chapters: list[tuple[int, int, str]]) -> str:
     """ffmpeg's metadata file: global tags and chapters (times in ms)."""
     def escape(text: str) -> str:
@@ -294,7 +304,7 @@ class ChapterEncoder:
                 path.unlink(missing_ok=True)
 
 
-def mux(parts: list[Path], codec: Codec, metadata: Path, target: Path) -> None:
+def mux(parts: list[Path], codec: Codec, metadata: Path, target: Path, language: str) -> None:
     """Join encoded chapters (frames follow frames) and add tags and chapters without re-encoding.
 
     The MP3 and the M4B are written by two ffmpeg runs side by side, each
@@ -309,8 +319,9 @@ def mux(parts: list[Path], codec: Codec, metadata: Path, target: Path) -> None:
     # (TIT2, TPE1, TALB, TDRC, and CHAP frames in time order under one ordered CTOC) and as MP4 chapters.
     # Not mutagen, for the MP3, although it would save this run: it writes CHAP frames ordered by their
     # size, and players that take chapters in frame order (ffmpeg-based ones among them) list them mixed up.
+    # (*language* is ISO 639-2: the MP3's TLAN frame comes from the metadata file, the M4B's track needs it here.)
     container = (["-id3v2_version", "4", "-write_id3v1", "0", "-write_xing", "0", "-f", "mp3"] if codec is MP3
-                 else ["-f", "mp4"])
+                 else ["-metadata:s:a:0", f"language={language}", "-f", "mp4"])
     command = [ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", codec.demuxer, "-i", str(joined),
                "-i", str(metadata), "-map", "0:a", "-map_metadata", "1", "-map_chapters", "1",
                "-c", "copy", *BITEXACT, *container, str(target)]
