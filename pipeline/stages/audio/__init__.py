@@ -23,8 +23,9 @@ class AudioStage:
     name = "audio"
 
     def preload(self) -> None:
-        for module in ("pipeline.stages.audio.assemble", "pyttsx3"):      # numpy; the speech engine's binding
-            importlib.import_module(module)
+        assemble = importlib.import_module("pipeline.stages.audio.assemble")      # with numpy
+        importlib.import_module("pyttsx3")
+        assemble.iso639_2("en")             # pycountry reads its table of languages on first use (26 ms)
 
     def outputs(self, article: Article) -> list[str]:
         return [f"{article.slug}{suffix}" for suffix in (".mp3", ".m4b", ".vtt", ".transcript.txt")]
