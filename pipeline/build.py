@@ -325,17 +325,12 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
     workers = max(1, workers or os.cpu_count() or 1)
     pools = pools or {}
     try:
-        out_root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        stop_workers(pools)
-        raise PublishError(Problem(str(out_root), 0, 0, f"cannot create the output folder ({exc.strerror})",
-                                   "check that the folder is writable, or choose another with --out")) from None
-    try:
+        try:
+            out_root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PublishError(Problem(str(out_root), 0, 0, f"cannot create the output folder ({exc.strerror})",
+                                       "check that the folder is writable, or choose another with --out")) from None
         epoch = source_date_epoch()
-    except PublishError:
-        stop_workers(pools)
-        raise
-    try:
         ready, theme_hashes = [], {}
         for job in jobs:
             try:
@@ -357,11 +352,7 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
                 stages.share_helper_slots(os.cpu_count() or 1)
                 pools = _pools(tasks, workers)
         if pools:
-            try:
-                _run_pool(pools, tasks, ready, progress)
-            except BaseException:
-                stop_workers(pools)           # interrupted: stop the workers rather than let them finish
-                raise
+            _run_pool(pools, tasks, ready, progress)
             for pool in pools.values():
                 pool.shutdown()
         else:
@@ -370,6 +361,7 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
             for job in ready:
                 _close_article(job, progress)
     finally:
+        stop_workers(pools)         # after a failure or Ctrl-C: end them rather than let them finish (else a no-op)
         for job in jobs:
             _finish(job)
         progress.stop()
