@@ -59,7 +59,8 @@ class InputHash:
         return self._h.hexdigest()
 
 
-def _identity(path: Path) -> str:
+def file_identity(path: Path) -> str:
+    """A file by where it is, its size and its time: a replaced file (an upgraded program) reads differently."""
     try:
         st = path.stat()
         return f"{path} {st.st_size} {st.st_mtime_ns}"
@@ -77,10 +78,10 @@ def environment() -> str:
     """
     parts = [sys.version, __version__, code_hash()]
     folders = [*site.getsitepackages(), site.getusersitepackages()]
-    parts += [_identity(Path(folder)) for folder in folders if Path(folder).is_dir()]
+    parts += [file_identity(Path(folder)) for folder in folders if Path(folder).is_dir()]
     for program in PROGRAMS:
         found = shutil.which(program)
-        parts.append(_identity(Path(found)) if found else f"{program} missing")
+        parts.append(file_identity(Path(found)) if found else f"{program} missing")
     return "\n".join(parts)
 
 

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from ...errors import MissingTool
@@ -21,18 +20,19 @@ from ...errors import MissingTool
 ESPEAK_INSTALL = "apt-get install espeak-ng"
 
 
-def espeak_ng() -> str:
-    binary = shutil.which("espeak-ng")
+def _program(name: str, install: str, purpose: str) -> str:
+    binary = shutil.which(name)
     if not binary:
-        raise MissingTool("espeak-ng", ESPEAK_INSTALL, "the audio narration")
+        raise MissingTool(name, install, purpose)
     return binary
+
+
+def espeak_ng() -> str:
+    return _program("espeak-ng", ESPEAK_INSTALL, "the audio narration")
 
 
 def ffmpeg() -> str:
-    binary = shutil.which("ffmpeg")
-    if not binary:
-        raise MissingTool("ffmpeg", "apt-get install ffmpeg", "the audio narration (MP3 and M4B encoding)")
-    return binary
+    return _program("ffmpeg", "apt-get install ffmpeg", "the audio narration (MP3 and M4B encoding)")
 
 
 def engine_version(cache_dir: Path | None = None) -> str:
@@ -47,9 +47,8 @@ def ffmpeg_version(cache_dir: Path | None = None) -> str:
 @functools.lru_cache(maxsize=None)      # asked by the fingerprint and again by the stage: once per process
 def _version(binary: str, flag: str, cache_dir: Path | None) -> str:
     """The first line of what `binary flag` prints, remembered in *cache_dir* for as long as the program's file is the same."""
-    real = os.path.realpath(binary)
-    info = os.stat(real)
-    key, seen = f"{real} {info.st_size} {info.st_mtime_ns}", {}
+    from ...stamp import file_identity
+    key, seen = file_identity(Path(os.path.realpath(binary))), {}
     memo = cache_dir / "versions.json" if cache_dir else None
     if memo:
         try:
@@ -62,23 +61,10 @@ def _version(binary: str, flag: str, cache_dir: Path | None) -> str:
     out = subprocess.run([binary, flag], capture_output=True, text=True, timeout=30).stdout
     version = out.splitlines()[0].strip() if out.strip() else ""
     if memo and version:
-        _remember(memo, {**seen, key: version})
+        from ...build import write_atomic
+        try:                                # whole or not at all: builds may run side by side
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(memo, json.dumps({**seen, key: version}, indent=1, sort_keys=True).encode())
+        except OSError:
+            pass                            # a cache that cannot be written only costs the question next time
     return version
-
-
-def _remember(memo: Path, versions: dict[str, str]) -> None:
-    """Write the memo whole or not at all (builds may run side by side); a cache that cannot be written only
-    costs the question again next time."""
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=memo.parent, suffix=".tmp")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(versions, f, indent=1, sort_keys=True)
-        os.replace(tmp, memo)
-    except OSError:
-        pass
-    finally:
-        Path(tmp).unlink(missing_ok=True)
