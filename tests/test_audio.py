@@ -83,6 +83,25 @@ def test_loudness_and_true_peak(folder, suffix):
     assert peak <= -3.0
 
 
+def test_the_chapter_meter_agrees_with_ffmpegs(folder):
+    """The chapters' gains come from libebur128 in the process; ffmpeg's own EBU R128 meter is the judge."""
+    import numpy as np
+
+    from pipeline.stages.audio.assemble import RATE, gain_for, loudness
+    require_tool("ffmpeg", "apt-get install ffmpeg")
+    speech = np.frombuffer(subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(folder / f"{B12.stem}.mp3"), "-t", "90", "-f", "s16le", "-ac", "1",
+         "-ar", str(RATE), "-"], capture_output=True, check=True).stdout, dtype="<i2")
+    for samples in (speech, (speech // 8).astype("<i2"), speech[:RATE * 5]):    # a chapter, a quiet one, a short one
+        judged = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-f", "s16le", "-ar", str(RATE), "-ac", "1",
+                                 "-i", "pipe:0", "-af", "ebur128", "-f", "null", "-"],
+                                input=samples.tobytes(), capture_output=True).stderr.decode()
+        expected = float(re.findall(r"I:\s+(-?[\d.]+) LUFS", judged)[-1])      # ffmpeg prints one decimal
+        assert abs(loudness(samples) - expected) <= 0.06, (loudness(samples), expected)
+    assert gain_for(loudness(speech[:RATE // 4])) == 0.0          # too short to measure (one block is 0.4 s)
+    assert gain_for(loudness(np.zeros(RATE * 2, dtype="<i2"))) == 0.0
+
+
 def test_mono_speech_encoding_and_duration_fits_the_words(folder):
     out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=channels,sample_rate:format=duration",
                           "-of", "json", str(folder / f"{B12.stem}.mp3")], capture_output=True, text=True).stdout

@@ -25,6 +25,7 @@ class AudioStage:
     def preload(self) -> None:
         assemble = importlib.import_module("pipeline.stages.audio.assemble")      # with numpy
         importlib.import_module("pyttsx3")
+        importlib.import_module("pyebur128")
         assemble.iso639_2("en")             # pycountry reads its table of languages on first use (26 ms)
 
     def outputs(self, article: Article) -> list[str]:
@@ -32,7 +33,8 @@ class AudioStage:
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
         engines = f"{engine_version(ctx.cache_dir)}; {ffmpeg_version(ctx.cache_dir)}"
-        return f"{engines}; {package_version('pyttsx3')}; {package_version('pycountry')}; rate {theme.voice_rate}; " \
+        return f"{engines}; {package_version('pyttsx3')}; {package_version('pycountry')}; " \
+               f"{package_version('pyebur128')}; rate {theme.voice_rate}; " \
                f"voices {sorted(theme.voices.items())}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
@@ -51,7 +53,9 @@ class AudioStage:
 
         # Encoding is the expensive part: each chapter is encoded while the next ones are spoken, and
         # its encoding is reused for as long as what is heard in it does not change.
-        recipe = hashlib.sha256(Path(assemble.__file__).read_bytes()).hexdigest() + ffmpeg_version(ctx.cache_dir)
+        # (the recipe: this code, ffmpeg, and the loudness meter, from whose reading the chapter's gain follows)
+        recipe = (hashlib.sha256(Path(assemble.__file__).read_bytes()).hexdigest() + ffmpeg_version(ctx.cache_dir)
+                  + package_version("pyebur128"))
         sound = []
         spoken = longest_first(utterances)
         with ChapterEncoder(cache / "encoded", recipe) as encoder:
