@@ -181,6 +181,41 @@ def test_cache_second_build_synthesizes_nothing_and_one_edit_synthesizes_one(tmp
     assert third["synthesized"] == 1 and third["encoded"] == 1
 
 
+def test_an_edit_needs_the_speech_of_its_own_chapter_only(tmp_path):
+    """Unchanged chapters are found in the cache by what they are made of, and their speech is not read:
+    here it is not there at all. A chapter whose kept layout is damaged is made again, not trusted."""
+    from pipeline.stages.audio.script import write_script
+    source = tmp_path / B12.name
+    shutil.copy(B12, source)
+    cache, out = tmp_path / "cache", tmp_path / "out"
+
+    def build():
+        report = tmp_path / "report.json"
+        result = run_publish("build", str(source), "--format", "audio", "--out", str(out), "--cache", str(cache),
+                             "--report", str(report))
+        assert result.returncode == 0, result.stderr
+        return json.loads(report.read_text())["articles"][0]["stages"][0]
+
+    build()
+    shutil.rmtree(cache / "speech")
+    kept = {path: len(json.loads(path.read_text())["spans"]) for path in (cache / "encoded").glob("*.json")}
+    source.write_text(source.read_text().replace("Another accessible source of dietary B12.",
+                                                 "Another good source of dietary B12."))
+    article = load_article(source)
+    theme = load_theme(ROOT / "themes" / "default")
+    utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
+    edited = next(u.chapter for u in utterances if "Another good source" in u.written)
+    in_edited = sum(u.chapter == edited for u in utterances)
+    after_edit = build()
+    assert (after_edit["synthesized"], after_edit["encoded"]) == (in_edited, 1)
+
+    damaged, spoken = next((path, n) for path, n in kept.items() if n != in_edited)    # a chapter still in use
+    damaged.write_text('{"length": ')                  # as if the disk had filled up while it was written
+    shutil.rmtree(out)                                 # force the stage to run again
+    after_damage = build()
+    assert (after_damage["synthesized"], after_damage["encoded"]) == (spoken, 1)
+
+
 def test_engine_output_stays_off_the_command_output(tmp_path):
     result = run_publish("build", str(B12), "--format", "audio", "--out", str(tmp_path), "--cache", str(tmp_path / "c"))
     assert result.returncode == 0

@@ -41,8 +41,8 @@ class AudioStage:
         from concurrent.futures import ThreadPoolExecutor
 
         from . import assemble              # numpy: loaded only when there is sound to assemble
-        from .assemble import (AAC, CODECS, MP3, ChapterEncoder, chapter_times, cues, ffmetadata, iso639_2, join,
-                               longest_first, mux, placed, webvtt)
+        from .assemble import (AAC, CODECS, MP3, ChapterEncoder, chapter_times, chapters_of, cues, ffmetadata,
+                               iso639_2, longest_first, mux, placed, webvtt)
         m = article.metadata
         publisher = m.publisher or theme.organisation
         lexicon = load_lexicon(theme.root, m.language).with_article(article)
@@ -52,19 +52,19 @@ class AudioStage:
         files = {suffix: workdir / f"{article.slug}{suffix}" for suffix in (".mp3", ".m4b", ".vtt", ".transcript.txt")}
 
         # Encoding is the expensive part: each chapter is encoded while the next ones are spoken, and
-        # its encoding is reused for as long as what is heard in it does not change.
+        # its encoding is reused for as long as what it is made of does not change.
         # (the recipe: this code, ffmpeg, and the loudness meter, from whose reading the chapter's gain follows)
         recipe = (hashlib.sha256(Path(assemble.__file__).read_bytes()).hexdigest() + ffmpeg_version(ctx.cache_dir)
                   + package_version("pyebur128"))
         sound = []
         spoken = longest_first(utterances)
         with ChapterEncoder(cache / "encoded", recipe) as encoder:
-            for chapter in join(spoken, (synth.wav(u.spoken) for u in spoken)):
-                sound.append(encoder.submit(chapter))
+            for utterances_of_chapter in chapters_of(spoken):
+                sound.append(encoder.add(utterances_of_chapter, synth))
             encoded, count = encoder.finish()
         sound, encoded = placed(sound, encoded)
         ctx.report["audio"] = {"utterances": len(utterances), "synthesized": synth.synthesized,
-                               "cached": synth.reused, "chapters": len(sound), "encoded": count}
+                               "cached": len(utterances) - synth.synthesized, "chapters": len(sound), "encoded": count}
         files[".vtt"].write_text(webvtt(cues(sound)), encoding="utf-8")
         files[".transcript.txt"].write_text(transcript(article, utterances, chapters), encoding="utf-8")
 

@@ -5,7 +5,7 @@ loudness with a gain and a limiter, and encoded on its own; the encoded
 chapters are then joined. Encoding is the costliest step of a build, so
 this buys three things: a chapter is encoded while the next ones are still
 being spoken, the chapters spread over every core, and an edited sentence
-re-encodes only its chapter (encodings are cached by what is heard in them).
+re-encodes only its chapter (encodings are cached by what they are made of).
 Leveling each chapter on its own is what a radio station does with each
 programme; with one voice throughout, the chapters' gains differ by a few
 tenths of a decibel (measured on the B12 article: 0.3 dB).
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import html
+import itertools
+import json
 import os
 import re
 import subprocess
@@ -27,7 +29,7 @@ import wave
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
@@ -35,6 +37,9 @@ from ...errors import Problem, PublishError
 from .. import helper_slot
 from .script import PAUSES, Utterance
 from .tools import ffmpeg
+
+if TYPE_CHECKING:
+    from .synth import Synthesizer
 
 RATE = 22050                 # espeak-ng's sample rate; speech needs no more
 TARGET_LUFS = -18.0
@@ -121,31 +126,27 @@ def longest_first(utterances: list[Utterance]) -> list[Utterance]:
     return sorted(utterances, key=lambda u: (-size[u.chapter], u.chapter))      # stable within a chapter
 
 
-def join(utterances: list[Utterance], wavs: Iterable[Path]) -> Iterator[ChapterSound]:
-    """The chapters' sound, each yielded as soon as its last utterance is placed: the utterances with the
-    pause each one asks for, fitted to the frame grid. *wavs* may be a generator that speaks each utterance
-    when asked for it. Each chapter's `start` is left at 0 for `placed` to set."""
+def chapters_of(utterances: list[Utterance]) -> list[list[Utterance]]:
+    """The utterances in runs of one chapter each, in the order given."""
+    return [list(run) for _, run in itertools.groupby(utterances, key=lambda u: u.chapter)]
+
+
+def join(utterances: list[Utterance], wavs: Iterable[Path]) -> ChapterSound:
+    """One chapter's sound: its utterances with the pause each one asks for, fitted to the frame grid.
+    *wavs* may be a generator that speaks each utterance when asked for it. `start` is left at 0 for `placed`."""
     pieces: list[np.ndarray] = []
     spans: list[tuple[Utterance, int, int]] = []
     position = pause = 0
-
-    def close() -> ChapterSound:
-        length = fitted_length(position, pause)
-        samples = np.concatenate(pieces)[:length]
-        return ChapterSound(list(spans), 0, length, np.pad(samples, (0, length - samples.size)))
-
-    for n, (utterance, wav) in enumerate(zip(utterances, wavs)):
-        if n and utterance.chapter != utterances[n - 1].chapter:
-            yield close()
-            pieces, spans, position = [], [], 0
+    for utterance, wav in zip(utterances, wavs):
         samples = read_samples(wav)
         silence = np.zeros(int(PAUSES[utterance.pause] * RATE), dtype="<i2")
         pieces += [samples, silence]
         spans.append((utterance, position, position + samples.size))
         position += samples.size + silence.size
         pause = silence.size
-    if spans:
-        yield close()
+    length = fitted_length(position, pause)
+    samples = np.concatenate(pieces)[:length]
+    return ChapterSound(spans, 0, length, np.pad(samples, (0, length - samples.size)))
 
 
 def placed(chapters: list[ChapterSound], encoded: list[dict[Codec, Path]]) -> tuple[list[ChapterSound],
@@ -234,10 +235,16 @@ def _ffmpeg_failed(what: str, err: bytes) -> PublishError:
 
 class ChapterEncoder:
     """Measures and encodes chapters into MP3 and AAC frames in background threads (the encoding is ffmpeg's,
-    one process per chapter and per core); each encoding is cached by everything that is heard in it.
+    one process per chapter and per core).
+
+    A chapter's encoding is cached under what it is made of: each utterance's
+    speech (its key in the speech cache) and pause, and the recipe. A chapter
+    found there is not spoken, read or measured again: where its utterances
+    fall within it is kept beside its encodings. An edited sentence costs its
+    own chapter, however long the rest of the narration.
 
     Speech is made faster than it is encoded, so chapters would pile up, each holding its samples (the B12
-    narration is 34 MB of them), while they wait for an encoder: `submit` waits instead once every encoder
+    narration is 34 MB of them), while they wait for an encoder: `add` waits instead once every encoder
     is busy and one more chapter is ready to follow.
 
     Use it as a context manager: leaving it early (a failed synthesis) cancels what has not started.
@@ -250,7 +257,7 @@ class ChapterEncoder:
         encoders = os.cpu_count() or 1
         self.pool = ThreadPoolExecutor(max_workers=encoders)
         self.room = threading.BoundedSemaphore(encoders + 1)     # chapters being encoded or next in line
-        self.jobs: list[tuple[dict[Codec, Path], Future]] = []
+        self.jobs: list[tuple[dict[Codec, Path], Future | None]] = []
 
     def __enter__(self) -> ChapterEncoder:
         return self
@@ -258,19 +265,21 @@ class ChapterEncoder:
     def __exit__(self, *exc) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def files(self, samples: np.ndarray) -> dict[Codec, Path]:
-        h = hashlib.sha256(f"{self.recipe}\0{samples.size}\0".encode())
-        h.update(samples)                         # the gain follows from the samples
-        return {codec: self.cache / f"{h.hexdigest()}.{codec.name}" for codec in CODECS}
-
-    def submit(self, chapter: ChapterSound) -> ChapterSound:
-        """Queue the chapter for encoding; returns it without its samples, which the encoder now holds."""
-        files = self.files(chapter.samples)
-        job = None
-        if not all(path.is_file() for path in files.values()):
-            self.room.acquire()
-            job = self.pool.submit(self._encode, chapter.samples, files)
-            job.add_done_callback(lambda _: self.room.release())      # also when it fails or is cancelled
+    def add(self, utterances: list[Utterance], speech: Synthesizer) -> ChapterSound:
+        """One chapter, as encoded before or else spoken, joined and queued for encoding; returned without its
+        samples, which the encoder holds until it is done with them."""
+        made_of = [(speech.key(u.spoken), PAUSES[u.pause]) for u in utterances]
+        key = hashlib.sha256(json.dumps([self.recipe, made_of]).encode()).hexdigest()
+        files = {codec: self.cache / f"{key}.{codec.name}" for codec in CODECS}
+        layout = self.cache / f"{key}.json"          # written last: where it is, so are the encodings
+        known = self._known(layout, utterances)
+        if known and all(path.is_file() for path in files.values()):
+            self.jobs.append((files, None))
+            return known
+        chapter = join(utterances, (speech.wav(u.spoken) for u in utterances))
+        self.room.acquire()
+        job = self.pool.submit(self._encode, chapter, files, layout)
+        job.add_done_callback(lambda _: self.room.release())          # also when it fails or is cancelled
         self.jobs.append((files, job))
         return replace(chapter, samples=None)
 
@@ -281,8 +290,19 @@ class ChapterEncoder:
                 job.result()                        # raises the chapter's PublishError, if any
         return [files for files, _ in self.jobs], sum(job is not None for _, job in self.jobs)
 
-    def _encode(self, samples: np.ndarray, files: dict[Codec, Path]) -> None:
+    @staticmethod
+    def _known(layout: Path, utterances: list[Utterance]) -> ChapterSound | None:
+        """The chapter's length and its utterances' places in it, as kept when it was encoded, if they were."""
+        try:
+            kept = json.loads(layout.read_text())
+            spans = [(u, int(first), int(last)) for u, (first, last) in zip(utterances, kept["spans"], strict=True)]
+            return ChapterSound(spans, 0, int(kept["length"]))
+        except (OSError, ValueError, KeyError, TypeError):     # not there, or not whole: encode it again
+            return None
+
+    def _encode(self, chapter: ChapterSound, files: dict[Codec, Path], layout: Path) -> None:
         """One ffmpeg run: gain and limiter once, then each encoder gets the length that fills its last frame."""
+        samples = chapter.samples
         gain = gain_for(loudness(samples))
         size = samples.size
         branches = ";".join(f"[s{n}]apad=whole_len={size - codec.priming}[o{n}]" for n, codec in enumerate(CODECS))
@@ -305,6 +325,9 @@ class ChapterEncoder:
         finally:
             for path in tmp.values():
                 path.unlink(missing_ok=True)
+        from ...build import write_atomic
+        write_atomic(layout, json.dumps({"length": chapter.length,
+                                         "spans": [[first, last] for _, first, last in chapter.spans]}).encode())
 
 
 def mux(parts: list[Path], codec: Codec, metadata: Path, target: Path, language: str) -> None:

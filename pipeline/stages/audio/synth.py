@@ -52,7 +52,6 @@ class Synthesizer:
         self.cache = cache_dir / "speech"
         self.cache.mkdir(parents=True, exist_ok=True)
         self.synthesized = 0
-        self.reused = 0
 
     def _voice(self, language: str, voices: dict[str, str]) -> str:
         wanted = (voices.get(language) or voices.get(language.split("-")[0]) or language).lower()
@@ -74,7 +73,6 @@ class Synthesizer:
         """The cached WAV of *text*, synthesizing it only if it is not cached yet."""
         target = self.cache / f"{self.key(text)}.wav"
         if target.is_file():
-            self.reused += 1
             return target
         fd, tmp = tempfile.mkstemp(dir=self.cache, suffix=".wav")
         os.close(fd)
