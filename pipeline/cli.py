@@ -11,7 +11,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from . import __version__, stages, stamp
+from . import __version__, cache, stages, stamp
 from .build import Job, StageResult, build, source_date_epoch, start_workers, stop_workers
 from .errors import EXIT_OK, EXIT_USAGE, PublishError, display_path
 from .progress import Lines, Live_, Quiet, summary
@@ -54,6 +54,8 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", default=None, metavar="DIR", help="output folder (default: output/)")
     build.add_argument("--paper", choices=("a4", "letter"), help="paper size of the PDF (default: the theme's)")
     build.add_argument("--cache", default=None, metavar="DIR", help="folder for caches such as synthesized speech (default: .cache/)")
+    build.add_argument("--cache-limit", default=cache.DEFAULT_LIMIT, type=_size, metavar="SIZE",
+                       help="keep the cache within SIZE, removing what was used longest ago (default: 2G)")
     build.add_argument("--report", default=None, metavar="FILE", help="also write a JSON report of what was built")
     build.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
                        help="run at most N stages at once (default: the number of CPU cores)")
@@ -66,6 +68,13 @@ def make_parser() -> argparse.ArgumentParser:
     check.add_argument("sources", nargs="+", metavar="SOURCE", help="article YAML files")
     check.add_argument("--theme", default="default", metavar="NAME", help="theme folder under themes/")
     return parser
+
+
+def _size(text: str) -> int:
+    try:
+        return cache.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_formats(value: str) -> list[str]:
@@ -215,6 +224,10 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
     for job in jobs:
         if job.ok and job.source_label in keys:
             stamp.save(cache_dir, job.folder, keys[job.source_label], referenced[job.source_label])
+    removed, freed = cache.prune(cache_dir, args.cache_limit)
+    if removed and args.verbose:
+        print(f"cache: removed {removed} files ({freed / 2**20:.1f} MB) used longest ago, to keep it within "
+              f"{args.cache_limit / 2**20:.0f} MB", file=sys.stderr)
     return _report(args, jobs, status, progress)
 
 

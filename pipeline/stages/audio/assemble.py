@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
+from ...cache import mark_used
 from ...errors import Problem, PublishError
 from .. import helper_slot
 from .script import PAUSES, Utterance
@@ -274,6 +275,7 @@ class ChapterEncoder:
         layout = self.cache / f"{key}.json"          # written last: where it is, so are the encodings
         known = self._known(layout, utterances)
         if known and all(path.is_file() for path in files.values()):
+            mark_used(layout, *files.values())
             self.jobs.append((files, None))
             return known
         chapter = join(utterances, (speech.wav(u.spoken) for u in utterances))

@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ...cache import mark_used
 from ...errors import MissingTool, Problem, PublishError
 from .tools import ESPEAK_INSTALL as INSTALL, engine_version
 
@@ -73,6 +74,7 @@ class Synthesizer:
         """The cached WAV of *text*, synthesizing it only if it is not cached yet."""
         target = self.cache / f"{self.key(text)}.wav"
         if target.is_file():
+            mark_used(target)
             return target
         fd, tmp = tempfile.mkstemp(dir=self.cache, suffix=".wav")
         os.close(fd)
