@@ -1,6 +1,7 @@
 """Shared test helpers: run the real `publish` command, build the B12 article once per format set."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -27,6 +28,17 @@ def run_publish(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: 
     full_env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH, **(env or {})}
     return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout, input=input)
+
+
+def narrate(source: Path, *extra: str) -> tuple[dict, str]:
+    """Build the narration of *source* alone, into out/ with its cache in cache/ beside it; returns the audio
+    stage's report and what the command printed on its error output."""
+    folder = source.parent
+    report = folder / "report.json"
+    result = run_publish("build", str(source), "--format", "audio", "--out", str(folder / "out"),
+                         "--cache", str(folder / "cache"), "--report", str(report), *extra)
+    assert result.returncode == 0, result.stderr
+    return json.loads(report.read_text())["articles"][0]["stages"][0], result.stderr
 
 
 def require_tool(name: str, install: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import B12, ROOT, assert_in_order, require_tool, run_publish
+from conftest import B12, ROOT, assert_in_order, narrate, require_tool, run_publish
 from pipeline.source import load_article
 from pipeline.stages.audio.lexicon import load_lexicon
 from pipeline.theme import load_theme
@@ -161,23 +161,16 @@ def test_transcript_holds_every_sentence_as_spoken_and_no_markup(folder):
 def test_cache_second_build_synthesizes_nothing_and_one_edit_synthesizes_one(tmp_path):
     source = tmp_path / B12.name
     shutil.copy(B12, source)
-    cache, out = tmp_path / "cache", tmp_path / "out"
+    out = tmp_path / "out"
 
-    def build():
-        report = tmp_path / "report.json"
-        result = run_publish("build", str(source), "--format", "audio", "--out", str(out), "--cache", str(cache),
-                             "--report", str(report))
-        assert result.returncode == 0, result.stderr
-        return json.loads(report.read_text())["articles"][0]["stages"][0]
-
-    first = build()
+    first, _ = narrate(source)
     assert first["synthesized"] == first["utterances"] > 100
     shutil.rmtree(out)                                 # force the stage to run again, with the cache kept
-    second = build()
+    second, _ = narrate(source)
     assert second["status"] == "built" and second["synthesized"] == 0 and second["encoded"] == 0
-    source.write_text(source.read_text().replace("Eggs: Another", "Eggs: Another").replace(
-        "Another accessible source of dietary B12.", "Another good source of dietary B12."))
-    third = build()
+    source.write_text(source.read_text().replace("Another accessible source of dietary B12.",
+                                                 "Another good source of dietary B12."))
+    third, _ = narrate(source)
     assert third["synthesized"] == 1 and third["encoded"] == 1
 
 
@@ -189,14 +182,7 @@ def test_an_edit_needs_the_speech_of_its_own_chapter_only(tmp_path):
     shutil.copy(B12, source)
     cache, out = tmp_path / "cache", tmp_path / "out"
 
-    def build():
-        report = tmp_path / "report.json"
-        result = run_publish("build", str(source), "--format", "audio", "--out", str(out), "--cache", str(cache),
-                             "--report", str(report))
-        assert result.returncode == 0, result.stderr
-        return json.loads(report.read_text())["articles"][0]["stages"][0]
-
-    build()
+    narrate(source)
     shutil.rmtree(cache / "speech")
     kept = {path: len(json.loads(path.read_text())["spans"]) for path in (cache / "encoded").glob("*.json")}
     source.write_text(source.read_text().replace("Another accessible source of dietary B12.",
@@ -206,13 +192,13 @@ def test_an_edit_needs_the_speech_of_its_own_chapter_only(tmp_path):
     utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
     edited = next(u.chapter for u in utterances if "Another good source" in u.written)
     in_edited = sum(u.chapter == edited for u in utterances)
-    after_edit = build()
+    after_edit, _ = narrate(source)
     assert (after_edit["synthesized"], after_edit["encoded"]) == (in_edited, 1)
 
     damaged, spoken = next((path, n) for path, n in kept.items() if n != in_edited)    # a chapter still in use
     damaged.write_text('{"length": ')                  # as if the disk had filled up while it was written
     shutil.rmtree(out)                                 # force the stage to run again
-    after_damage = build()
+    after_damage, _ = narrate(source)
     assert (after_damage["synthesized"], after_damage["encoded"]) == (spoken, 1)
 
 

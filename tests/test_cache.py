@@ -1,7 +1,6 @@
 """The cache stays within its limit, losing what was used longest ago and never what a build just used."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -9,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import B12, run_publish
+from conftest import B12, narrate, run_publish
 from pipeline.cache import parse_size, prune
 
 DAY = 86400
@@ -55,23 +54,16 @@ def test_a_build_keeps_the_cache_within_its_limit_and_what_it_used(tmp_path):
     shutil.copy(B12, source)
     cache, out = tmp_path / "cache", tmp_path / "out"
 
-    def build(*extra):
-        report = tmp_path / "report.json"
-        result = run_publish("build", str(source), "--format", "audio", "--out", str(out), "--cache", str(cache),
-                             "--report", str(report), "--verbose", *extra)
-        assert result.returncode == 0, result.stderr
-        return json.loads(report.read_text())["articles"][0]["stages"][0], result.stderr
-
-    build()
+    narrate(source)
     before = cache_bytes(cache)
     assert before > 30 * 2**20                                     # speech and encodings of 14 chapters
     for path in cache.rglob("*"):                                 # as if it had been built two days ago
         os.utime(path, (time.time() - 2 * DAY, time.time() - 2 * DAY))
     source.write_text(source.read_text().replace("Another accessible source of dietary B12.",
                                                  "Another good source of dietary B12."))
-    _, said = build("--cache-limit", "20M")
+    _, said = narrate(source, "--cache-limit", "20M", "--verbose")
     assert cache_bytes(cache) <= 20 * 2**20 < before
     assert "cache: removed" in said
     shutil.rmtree(out)
-    again, _ = build("--cache-limit", "20M")                      # what the last build used is all still there
+    again, _ = narrate(source, "--cache-limit", "20M")            # what the last build used is all still there
     assert again["synthesized"] == 0 and again["encoded"] == 0
