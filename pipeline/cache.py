@@ -18,6 +18,7 @@ from pathlib import Path
 
 DEFAULT_LIMIT = 2 * 2**30
 KEPT_FOLDERS = ("speech", "encoded")     # the stamps and the version memo are a few kB: never pruned
+ENTRY = re.compile(r"[0-9a-f]{64}\.(?:wav|mp3|aac|json)")    # only files the stages wrote are ever removed
 RECENT = 3600                            # seconds
 
 
@@ -41,14 +42,15 @@ def parse_size(text: str) -> int:
 
 def prune(cache_dir: Path, limit: int, now: float | None = None) -> tuple[int, int]:
     """Remove the entries used longest ago until the cache holds at most *limit* bytes, sparing those used in
-    the last hour; returns how many files and bytes were removed."""
+    the last hour; returns how many files and bytes were removed. Only files named as the stages name their
+    entries count: a --cache pointed at the wrong folder loses nothing of anyone else's."""
     now = time.time() if now is None else now
     entries = []
     for folder in KEPT_FOLDERS:
         try:
             with os.scandir(cache_dir / folder) as found:
                 for entry in found:
-                    if entry.is_file(follow_symlinks=False):
+                    if ENTRY.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
                         info = entry.stat(follow_symlinks=False)
                         entries.append((info.st_mtime, info.st_size, entry.path))
         except FileNotFoundError:

@@ -20,21 +20,29 @@ def cache_bytes(cache: Path) -> int:
 
 def test_the_entries_used_longest_ago_go_first_and_recent_ones_stay(tmp_path):
     now = time.time()
-    ages = {"speech/a.wav": 9, "speech/b.wav": 3, "encoded/c.mp3": 5, "encoded/c.json": 5, "speech/new.wav": 0}
+
+    def entry(folder: str, letter: str, suffix: str) -> str:      # the stages name entries by a SHA-256 digest
+        return f"{folder}/{letter * 64}.{suffix}"
+
+    ages = {entry("speech", "a", "wav"): 9, entry("speech", "b", "wav"): 3, entry("encoded", "c", "mp3"): 5,
+            entry("encoded", "c", "json"): 5, entry("speech", "e", "wav"): 0}
     for name, days in ages.items():
         path = tmp_path / name
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"x" * 1000)
         os.utime(path, (now - days * DAY, now - days * DAY))
+    others = [tmp_path / "stamps" / "old.json", tmp_path / "speech" / "notes.wav"]    # not entries: never removed
     (tmp_path / "stamps").mkdir()
-    (tmp_path / "stamps" / "old.json").write_text("{}")
-    os.utime(tmp_path / "stamps" / "old.json", (now - 30 * DAY, now - 30 * DAY))
+    for path in others:
+        path.write_bytes(b"x" * 5000)
+        os.utime(path, (now - 30 * DAY, now - 30 * DAY))
 
     assert prune(tmp_path, 5000, now) == (0, 0)                   # within the limit: nothing goes
     assert prune(tmp_path, 2500, now) == (3, 3000)                # the oldest three, down to 2000 bytes
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["b.wav", "new.wav", "old.json"]
+    left = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert left == {entry("speech", "b", "wav"), entry("speech", "e", "wav"), "stamps/old.json", "speech/notes.wav"}
     assert prune(tmp_path, 0, now) == (1, 1000)                   # used within the hour: kept, whatever the size
-    assert (tmp_path / "speech" / "new.wav").is_file() and (tmp_path / "stamps" / "old.json").is_file()
+    assert (tmp_path / entry("speech", "e", "wav")).is_file() and all(path.is_file() for path in others)
 
 
 @pytest.mark.parametrize("text, size", [("500M", 500 * 2**20), ("2G", 2 * 2**30), ("1.5GiB", 3 * 2**29),
