@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -92,27 +91,30 @@ def _fetcher(allowed: list[Path], article: Article):
 
 
 def load_weasyprint():
-    """Import WeasyPrint, without ctypes' compiler-based library search.
+    """Import WeasyPrint without ctypes' library search.
 
-    WeasyPrint tries several names for each of its seven C libraries, and for
-    each name that is not one, ctypes.util.find_library asks ldconfig, then
-    runs gcc and then ld to search further: 22 misses, 0.15 s of the 0.5 s
-    import (measured). With no programs on the PATH those two runs are
-    skipped. Nothing is lost: every library is still found, in the linker
-    cache or by the dynamic loader (LD_LIBRARY_PATH included) under its
-    soname, which WeasyPrint also tries ("libpango-1.0.so.0").
+    WeasyPrint tries several names for each of its C libraries, passing each
+    to cffi, which asks ctypes.util.find_library about every name it cannot
+    open directly. That runs `ldconfig -p` each time, and then gcc and ld:
+    22 misses, 0.15 s of a 0.5 s import, and a fork of the worker for each.
+    No library needs that search here: each is opened by the dynamic loader
+    (which also reads the linker cache and LD_LIBRARY_PATH) under its soname,
+    which WeasyPrint tries too ("libpango-1.0.so.0"). Should that ever fail,
+    the import is tried again the ordinary way.
     """
     if "weasyprint" in sys.modules:
         return sys.modules["weasyprint"]
-    path = os.environ.get("PATH")
-    os.environ["PATH"] = ""
+    import ctypes.util
+    search = ctypes.util.find_library
+    ctypes.util.find_library = lambda name: None
     try:
         return importlib.import_module("weasyprint")
+    except OSError:                       # a library found only by searching: import as WeasyPrint would
+        for name in [name for name in sys.modules if name == "weasyprint" or name.startswith("weasyprint.")]:
+            del sys.modules[name]
     finally:
-        if path is None:
-            del os.environ["PATH"]
-        else:
-            os.environ["PATH"] = path
+        ctypes.util.find_library = search
+    return importlib.import_module("weasyprint")
 
 
 class PdfStage:
