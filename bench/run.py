@@ -57,11 +57,23 @@ def tree_memory_mib(pid: int) -> float:
                 pss = next(int(line.split()[1]) for line in f if line.startswith("Pss:")) * 1024
             if _name(p) == name and name != parent_name:
                 total += pss
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                stack.extend((int(c), None if p == pid else name) for c in f.read().split())
+            stack.extend((child, None if p == pid else name) for child in _children(p))
         except (OSError, StopIteration):
             pass
     return total / 2**20
+
+
+def _children(pid: int) -> list[int]:
+    """Every child of a process: /proc lists them by the thread that started them (the narration's encoders
+    start ffmpeg from threads of their own), so every thread is asked."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(c) for c in f.read().split()]
+        except OSError:                      # the thread has ended meanwhile
+            pass
+    return found
 
 
 def _name(pid: int) -> str:
