@@ -2,7 +2,7 @@
 
 Run on demand (not part of the test suite):
 
-    python3 bench/run.py [--runs 3] [--batch 100]
+    python3 bench/run.py [--runs 5] [--batch 100]
 
 It measures, on the B12 article, with the median of several runs:
   (a) a cold build of all four outputs (empty output and cache folders);
@@ -150,7 +150,7 @@ def report_of(path: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median is reported)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per measurement (median is reported)")
     parser.add_argument("--batch", type=int, default=100, help="articles in the batch measurement (e)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="publish-bench-"))
@@ -166,8 +166,11 @@ def measure(work: Path, runs: int, batch: int) -> dict:
     # warm the file system cache and the interpreter's byte code once, measuring memory; then time
     _, a_peak = cold_build(work, -1, sample=0.02)
     _, b_peak = peer_chain(work, -1, sample=0.02)
-    a_runs = [cold_build(work, n) for n in range(runs)]
-    b_runs = [peer_chain(work, n) for n in range(runs)]
+    # alternately: this machine's speed drifts over minutes, and a/b should compare the two at one speed
+    a_runs, b_runs = [], []
+    for n in range(runs):
+        a_runs.append(cold_build(work, n))
+        b_runs.append(peer_chain(work, n))
     a = statistics.median(t for t, _ in a_runs)
     b = statistics.median(t for t, _ in b_runs)
 
