@@ -6,8 +6,11 @@ behind, and every article adds its own (the B12 article: 45 MB). After each
 build that ran a stage, the entries used longest ago are removed until the
 cache is within its limit (`--cache-limit`, 2 GiB unless given). A build
 marks an entry as used (its file time) whenever it finds it, so what the
-articles still need stays. An entry used within the last hour is never
-removed, whatever the size: another build may be about to read it.
+articles still need stays. The speech of a chapter whose encoding is found
+is not read, so it ages and goes before the encodings: it is needed again
+only when that chapter is edited (and then spoken again). An entry used
+within the last hour is never removed, whatever the size: another build may
+be about to read it.
 """
 from __future__ import annotations
 
