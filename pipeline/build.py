@@ -288,13 +288,11 @@ def start_workers(formats: list[str], articles: int, workers: int | None = None)
     stale (as after any edit), and have each load its stages' libraries meanwhile: WeasyPrint alone takes
     0.35 s to import, which then overlaps the reading and fingerprinting of the articles. Hand the pools to
     `build`, which replaces them if the work turns out to be different; `stop_workers` ends them otherwise."""
-    workers = max(1, workers or os.cpu_count() or 1)
-    planned = [(None, name) for name in formats] * articles
-    if len(planned) < 2 or workers < 2:
+    sizes = _sizes([(None, name) for name in formats] * articles, max(1, workers or os.cpu_count() or 1))
+    if not sizes:
         return {}
-    stages.share_helper_slots(os.cpu_count() or 1)
     with _signals_held():                  # the pools fork their workers on the first submit
-        pools = _pools(planned, workers)
+        pools = _pools(sizes)
         for group, pool in pools.items():
             names = [name for name in formats if WORKER_GROUP.get(name, name) == group]
             for _ in range(pool._max_workers):
@@ -344,13 +342,10 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
         progress.start(jobs)
         tasks = [(job, name) for job in ready
                  for name in sorted((n for n, r in job.stages.items() if r.status == "pending"), key=_start_rank)]
-        wanted = _sizes(tasks, workers) if len(tasks) > 1 and workers > 1 else {}
+        wanted = _sizes(tasks, workers)
         if {group: pool._max_workers for group, pool in pools.items()} != wanted:
             stop_workers(pools)                    # started for other work (or for none): start the right ones
-            pools = {}
-            if wanted:
-                stages.share_helper_slots(os.cpu_count() or 1)
-                pools = _pools(tasks, workers)
+            pools = _pools(wanted) if wanted else {}
         if pools:
             _run_pool(pools, tasks, ready, progress)
             for pool in pools.values():
@@ -370,7 +365,10 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
 
 def _sizes(tasks: list[tuple[Job | None, str]], workers: int) -> dict[str, int]:
     """Workers for each group of stages that has work, *workers* in all: each group gets one, and every
-    further worker goes to the group with the most tasks per worker."""
+    further worker goes to the group with the most tasks per worker. None at all for a single task or a
+    single worker: the build then runs in this process."""
+    if len(tasks) < 2 or workers < 2:
+        return {}
     counts: dict[str, int] = {}
     for _, name in tasks:
         group = WORKER_GROUP.get(name, name)
@@ -384,10 +382,12 @@ def _sizes(tasks: list[tuple[Job | None, str]], workers: int) -> dict[str, int]:
     return sizes
 
 
-def _pools(tasks: list[tuple[Job | None, str]], workers: int) -> dict[str, ProcessPoolExecutor]:
+def _pools(sizes: dict[str, int]) -> dict[str, ProcessPoolExecutor]:
+    """A pool of worker processes for each group, of the size `_sizes` gave it. The build's helper slots are
+    set first: the workers, forked later, inherit them."""
     from concurrent.futures import ProcessPoolExecutor
-    return {group: ProcessPoolExecutor(max_workers=size, initializer=_worker_start)
-            for group, size in _sizes(tasks, workers).items()}
+    stages.share_helper_slots(os.cpu_count() or 1)
+    return {group: ProcessPoolExecutor(max_workers=size, initializer=_worker_start) for group, size in sizes.items()}
 
 
 def _start_rank(name: str) -> int:

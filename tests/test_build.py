@@ -223,10 +223,10 @@ def test_a_read_only_output_folder_is_a_clear_error(tmp_path, tiny_disk):
 def test_documents_and_narration_have_workers_of_their_own():
     """A worker keeps the libraries it has loaded: the PDF's WeasyPrint and the narration's numpy and
     espeak-ng are never held by the same process, and spare workers go where the work is."""
-    from pipeline.build import _pools
+    from pipeline.build import _pools, _sizes
 
     def sizes(formats, workers):
-        pools = _pools([(None, name) for name in formats], workers)
+        pools = _pools(_sizes([(None, name) for name in formats], workers))
         for pool in pools.values():
             pool.shutdown()
         return {group: pool._max_workers for group, pool in pools.items()}
