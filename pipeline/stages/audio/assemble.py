@@ -355,33 +355,41 @@ def mux(parts: list[Path], codec: Codec, metadata: Path, target: Path, language:
     """
     # (*language* is ISO 639-2: the MP3's TLAN frame comes from the metadata file, the M4B's track needs it here.)
     if codec is MP3:
-        source, output = parts[0], "pipe:1"
-        container = ["-id3v2_version", "4", "-write_id3v1", "0", "-write_xing", "0", "-f", "mp3"]
+        first = parts[0].read_bytes()
+        written = _with_tags(parts[0], MP3, metadata, ["-id3v2_version", "4", "-write_id3v1", "0",
+                                                       "-write_xing", "0", "-f", "mp3"], "pipe:1")
+        tag = written[:id3_size(written)]
+        if written != tag + first:
+            raise _ffmpeg_failed("write the MP3's tags as expected (the tag and the frames as they came)", b"")
+        _write_joined(target, parts[1:], head=tag + first)
     else:
-        source, output = target.with_name(f"{target.name}.frames"), str(target)
-        container = ["-metadata:s:a:0", f"language={language}", "-f", "mp4"]
-        with source.open("wb") as out:
-            for part in parts:
-                out.write(part.read_bytes())
+        frames = target.with_name(f"{target.name}.frames")
+        _write_joined(frames, parts)
+        try:
+            _with_tags(frames, AAC, metadata, ["-metadata:s:a:0", f"language={language}", "-f", "mp4"], str(target))
+        finally:
+            frames.unlink(missing_ok=True)
+
+
+def _with_tags(source: Path, codec: Codec, metadata: Path, container: list[str], output: str) -> bytes:
+    """One ffmpeg run: *source*'s frames copied as they are, with the tags and chapters of *metadata*, into
+    *output*; returns what ffmpeg wrote on its standard output."""
     command = [ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", codec.demuxer, "-i", str(source),
                "-i", str(metadata), "-map", "0:a", "-map_metadata", "1", "-map_chapters", "1",
                "-c", "copy", *BITEXACT, *container, output]
-    try:
-        with helper_slot():
-            done = subprocess.run(command, capture_output=True, timeout=1800)
-    finally:
-        if codec is not MP3:
-            source.unlink(missing_ok=True)
+    with helper_slot():
+        done = subprocess.run(command, capture_output=True, timeout=1800)
     if done.returncode != 0:
         raise _ffmpeg_failed("join the narration's chapters", done.stderr)
-    if codec is MP3:
-        tag = done.stdout[:id3_size(done.stdout)]
-        if done.stdout != tag + parts[0].read_bytes():
-            raise _ffmpeg_failed("write the MP3's tags as expected (the tag and the frames as they came)", b"")
-        with target.open("wb") as out:
-            out.write(tag)
-            for part in parts:
-                out.write(part.read_bytes())
+    return done.stdout
+
+
+def _write_joined(path: Path, parts: list[Path], head: bytes = b"") -> None:
+    """*head*, then every part's bytes: encoded chapters join frame to frame."""
+    with path.open("wb") as out:
+        out.write(head)
+        for part in parts:
+            out.write(part.read_bytes())
 
 
 def id3_size(data: bytes) -> int:
