@@ -70,6 +70,13 @@ THEME = Record({
     "paper": Field(Text(choices=("a4", "letter")), default="a4"),
     "colours": Field(Record({name: Field(PALETTE, required=True) for name in PALETTES},
                             description="the colour palettes light, dark and contrast"), required=True),
+    "braille": Field(Record({
+        # 40 × 25 is the common embosser page (11 × 11.5 in paper); smaller embossers and
+        # braille note-takers want fewer cells or more lines.
+        "cells_per_line": Field(Integer(minimum=20, maximum=60), default=40),
+        "lines_per_page": Field(Integer(minimum=10, maximum=60), default=25),
+        "page_number": Field(Text(choices=("bottom", "top")), default="bottom"),
+    }, description="braille page settings"), default=None),
     "voice": Field(Record({
         "rate": Field(Integer(minimum=80, maximum=400), default=165),
         "voices": Field(VoiceMap(), default={}),
@@ -112,6 +119,7 @@ class Theme:
     colours: dict
     voice_rate: int
     voices: dict
+    braille: dict                    # cells_per_line, lines_per_page, page_number ("bottom" or "top")
 
     def file(self, relative: str) -> Path:
         """A file inside the theme folder (refusing anything that resolves outside it)."""
@@ -187,10 +195,13 @@ def load_theme(root: Path) -> Theme:
                                        "add `alt:` (e.g. the clinic's name) or `decorative: true`"))
         logo = Logo(target, str(org["logo"]["alt"]), org["logo"]["decorative"])
     voice = data["voice"] or {"rate": 165, "voices": {}}
+    braille = data["braille"] or {"cells_per_line": 40, "lines_per_page": 25, "page_number": "bottom"}
     return Theme(
         name=str(data["name"]), root=root, settings=data,
         organisation=str(org["name"]), contact=str(org["contact"]), logo=logo,
         accessibility_summary=str(data["accessibility_summary"]), paper=str(data["paper"]),
         colours={name: {role: str(v) for role, v in palette.items()} for name, palette in data["colours"].items()},
         voice_rate=voice["rate"] or 165, voices=dict(voice["voices"] or {}),
+        braille={"cells_per_line": int(braille["cells_per_line"]), "lines_per_page": int(braille["lines_per_page"]),
+                 "page_number": str(braille["page_number"])},
     )

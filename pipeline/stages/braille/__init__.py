@@ -1,0 +1,105 @@
+"""The braille edition: document model → liblouis → a BRF file for embossers and braille displays.
+
+`<slug>.brf` is North American Braille ASCII: contracted Unified English
+Braille for English (other languages: their contracted liblouis table where
+there is one, else uncontracted), laid out after BANA's Braille Formats:
+a title page, then the article with braille page numbers, centred and
+cell-5 headings, paragraphs at cell 3, lists with hanging indents, the table
+in listed form, boxed summaries and disclaimer. The page size comes from the
+theme (40 cells × 25 lines unless it says otherwise).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ...model import Article
+from ...theme import Theme
+from .. import BuildContext
+from . import louis
+from .blocks import Transcriber
+from .layout import PageSize, brf, centre, number_page
+
+
+def page_size(theme: Theme) -> PageSize:
+    settings = theme.braille
+    return PageSize(cells=settings["cells_per_line"], lines=settings["lines_per_page"],
+                    number_at=settings["page_number"])
+
+
+def braille_system(table: str, contracted: bool) -> str:
+    """How the title page names the braille code."""
+    if table.startswith("en-ueb"):
+        return "Unified English Braille" + ("" if contracted else ", uncontracted")
+    return f"braille ({'contracted' if contracted else 'uncontracted'}, liblouis table {table})"
+
+
+def title_page(article: Article, theme: Theme, out: Transcriber, system: str, total_pages: int,
+               epoch: int) -> list[list[str]]:
+    """BANA's title page: title, subtitle, organisation, dates, the braille code and the number of pages."""
+    m = article.metadata
+    out.pages.lines.clear()
+    centred = lambda braille: out.pages.add(centre_lines(braille, out))
+    centred(out.inline(article.title.spans, marks=False))
+    if article.subtitle:
+        out.pages.blank()
+        centred(out.inline(article.subtitle, marks=False))
+    out.pages.blank()
+    centred(out.plain(theme.organisation))
+    if m.date_published:
+        centred(out.plain(f"Published {m.date_published}"))
+    if m.date_reviewed:
+        centred(out.plain(f"Reviewed {m.date_reviewed}"))
+    out.pages.blank()
+    centred(out.plain(f"Transcribed in {system}, {time.strftime('%B %Y', time.gmtime(epoch))}"))
+    out.pages.blank()
+    centred(out.plain(f"{total_pages} braille pages"))
+    return out.pages.paginate()
+
+
+def centre_lines(braille: str, out: Transcriber) -> list[str]:
+    return centre(braille, out.size.cells)
+
+
+def transcribe(article: Article, theme: Theme, epoch: int) -> tuple[bytes, dict]:
+    """The article as BRF bytes, and what the build report says about it."""
+    table, contracted = louis.table_for(article.metadata.language)
+    louis.check_table(table)
+    size = page_size(theme)
+    out = Transcriber(article, table, size)
+    out.pages.add(centre_lines(out.inline(article.title.spans, marks=False), out))
+    out.pages.blank()
+    out.blocks(article.blocks)
+    body = out.pages.paginate()
+    system = braille_system(table, contracted)
+    title = title_page(article, theme, Transcriber(article, table, size), system, 0, epoch)
+    total = len(title) + len(body)
+    title = title_page(article, theme, Transcriber(article, table, size), system, total, epoch)
+    pages = title + [number_page(page, n, size) for n, page in enumerate(body, 1)]
+    return brf(pages), {"table": table, "contracted": contracted, "pages": len(pages),
+                        "cells": size.cells, "lines": size.lines}
+
+
+class BrailleStage:
+    name = "braille"
+
+    def preload(self) -> None:
+        if louis.installed():
+            louis.check_table("en-ueb-g2.ctb")          # compiling the UEB table takes a moment: do it early
+
+    def outputs(self, article: Article) -> list[str]:
+        return [f"{article.slug}.brf"]
+
+    def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
+        size = page_size(theme)
+        return f"{louis.version()}; {louis.table_for(article.metadata.language)}; {size}".encode()
+
+    def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
+        data, report = transcribe(article, theme, ctx.epoch)
+        target = workdir / f"{article.slug}.brf"
+        target.write_bytes(data)
+        ctx.report.setdefault(self.name, {}).update(report)
+        return [target]
+
+
+STAGE = BrailleStage()
