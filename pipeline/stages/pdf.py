@@ -118,14 +118,19 @@ def load_weasyprint():
 
 
 class PdfStage:
-    name = "pdf"
+    """The handout. A variant (the large-print handout) is the same document under another stylesheet."""
+
+    def __init__(self, name: str = "pdf", stylesheet: str = "css/pdf.css", suffix: str = ".pdf"):
+        self.name = name
+        self.stylesheet = stylesheet          # in the theme folder
+        self.suffix = suffix                  # the file is <slug><suffix>
 
     def preload(self) -> None:
         load_weasyprint()
         importlib.import_module("pikepdf")
 
     def outputs(self, article: Article) -> list[str]:
-        return [f"{article.slug}.pdf"]
+        return [f"{article.slug}{self.suffix}"]
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
         return f"{package_version('weasyprint')}; {package_version('pikepdf')}; paper {theme.paper}".encode()
@@ -143,7 +148,7 @@ class PdfStage:
         html = theme.render(
             "pdf", "handout.html", article=article, theme=theme, opts=opts,
             paper=theme.paper,
-            stylesheet=theme.file("css/pdf.css").as_uri(),
+            stylesheet=theme.file(self.stylesheet).as_uri(),
             logo_url=theme.logo.path.resolve().as_uri() if theme.logo else "",
             reviewed=article.metadata.date_reviewed,
             created=w3c_datetime(ctx.epoch))
@@ -161,7 +166,7 @@ class PdfStage:
             document.write_pdf(rendered, pdf_variant="pdf/ua-1", pdf_identifier=True)
         except Refused as exc:
             raise PublishError(exc.problem) from None
-        target = workdir / f"{article.slug}.pdf"
+        target = workdir / f"{article.slug}{self.suffix}"
         finish(rendered, target, article)
         rendered.unlink()
         ctx.report.setdefault(self.name, {})["pages"] = len(document.pages)
