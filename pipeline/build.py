@@ -51,11 +51,12 @@ DEFAULT_EPOCH = 946684800
 LOCK_WAIT = 5.0          # seconds to wait for another build of the same article
 # The order an article's stages start in: the slowest first. On two cores the
 # narration, started last, would finish long after the rest had.
-SLOWEST_FIRST = ("audio", "pdf", "epub", "html")
+SLOWEST_FIRST = ("audio", "pdf", "pdf-large", "epub", "html", "braille")
 # Stages that load the same heavy libraries share their worker processes. A worker keeps what it has
 # loaded: one that has laid out a PDF holds WeasyPrint, one that has made a narration holds numpy and
 # espeak-ng, and over a batch a worker that did both held both (some 100 MiB, measured).
-WORKER_GROUP = {"audio": "narration", "pdf": "documents", "epub": "documents", "html": "documents"}
+WORKER_GROUP = {"audio": "narration", "pdf": "documents", "pdf-large": "documents", "epub": "documents",
+                "html": "documents", "braille": "documents"}
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 

@@ -54,9 +54,11 @@ class Stage(Protocol):
 # fast and lets a build of one format run without the others' libraries.
 STAGE_MODULES = {
     "pdf": "pipeline.stages.pdf",
+    "pdf-large": "pipeline.stages.pdf_large",
     "epub": "pipeline.stages.epub",
     "html": "pipeline.stages.html",
     "audio": "pipeline.stages.audio",
+    "braille": "pipeline.stages.braille",
 }
 
 
