@@ -87,7 +87,7 @@ def parse_formats(value: str) -> list[str]:
             close = difflib.get_close_matches(name, stages.STAGE_MODULES, n=1)
             raise UsageError(f"unknown format `{name}`" + (f"; did you mean `{close[0]}`?" if close else "")
                              + f" (formats: {', '.join(stages.STAGE_MODULES)})")
-        if name not in available:
+        if name not in available and stages.missing_library(name) is None:
             raise UsageError(f"the `{name}` format is not available in this version")
     return sorted(set(wanted), key=list(stages.STAGE_MODULES).index)
 
@@ -146,6 +146,13 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"no theme `{args.theme}` in {root / 'themes'}")
         if args.command == "build":
             formats = parse_formats(args.format)
+            # A format asked for by name whose system library is missing: the others still build, and the
+            # command ends with the missing tool's message and exit code.
+            args.missing = [error for error in map(stages.missing_library, formats) if error]
+            formats = [name for name in formats if stages.missing_library(name) is None]
+            if not formats:
+                print("\n".join(error.format() for error in args.missing), file=sys.stderr)
+                return max(error.exit_code for error in args.missing)
             if args.jobs is not None and args.jobs < 1:
                 raise UsageError("--jobs must be at least 1")
         sources = find_sources(args.sources, root)
@@ -272,6 +279,9 @@ def _report(args: argparse.Namespace, jobs: list[Job], status: int, progress) ->
             prefix = f"{job.source_label}: the {failed[0]} stage failed:\n" if failed else ""
             print(prefix + error.format(), file=sys.stderr)
             status = max(status, error.exit_code)
+    for error in getattr(args, "missing", []):
+        print(error.format(), file=sys.stderr)
+        status = max(status, error.exit_code)
     if not args.quiet:
         summary(jobs, getattr(progress, "console", None))
     report = {"articles": [{

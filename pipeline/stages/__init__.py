@@ -9,11 +9,14 @@ never knows that other stages exist beyond the list of formats in the
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+from ..errors import MissingTool
 
 if TYPE_CHECKING:         # a build with nothing to do imports neither (see stamp.py)
     from ..model import Article
@@ -62,11 +65,31 @@ STAGE_MODULES = {
 }
 
 
+# Stages that need a system library beyond the Python packages: (shared library, install command, what
+# for). Without it the stage is left out of a build of all formats; asked for by name, it is a missing
+# tool (exit 3) while the other formats still build.
+SYSTEM_LIBRARIES = {
+    "braille": ("liblouis.so.20", "apt-get install liblouis-bin liblouis-data", "the braille edition"),
+}
+
+
+def missing_library(name: str) -> MissingTool | None:
+    """The error to report if stage *name* cannot run on this machine for want of its system library."""
+    if name not in SYSTEM_LIBRARIES:
+        return None
+    library, install, purpose = SYSTEM_LIBRARIES[name]
+    try:
+        ctypes.CDLL(library)          # the dynamic loader's own search: a millisecond, no ldconfig run
+    except OSError:
+        return MissingTool(f"{library.split('.so')[0]} ({library})", install, purpose)
+    return None
+
+
 def available() -> list[str]:
-    """Formats whose stage module exists in this version."""
+    """Formats whose stage module exists in this version and can run on this machine."""
     names = []
     for name, module in STAGE_MODULES.items():
-        if importlib.util.find_spec(module) is not None:
+        if importlib.util.find_spec(module) is not None and missing_library(name) is None:
             names.append(name)
     return names
 

@@ -47,14 +47,22 @@ def title_page(article: Article, theme: Theme, out: Transcriber, system: str, to
     out.pages.blank()
     centred(out.plain(theme.organisation))
     if m.date_published:
-        centred(out.plain(f"Published {m.date_published}"))
+        centred(out.plain(f"Published {spoken_date(m.date_published)}"))
     if m.date_reviewed:
-        centred(out.plain(f"Reviewed {m.date_reviewed}"))
+        centred(out.plain(f"Reviewed {spoken_date(m.date_reviewed)}"))
     out.pages.blank()
     centred(out.plain(f"Transcribed in {system}, {time.strftime('%B %Y', time.gmtime(epoch))}"))
     out.pages.blank()
     centred(out.plain(f"{total_pages} braille pages"))
     return out.pages.paginate()
+
+
+def spoken_date(iso: str) -> str:
+    """"2026-01-15" → "15 January 2026": in braille an ISO date is a run of number signs and hyphens."""
+    try:
+        return time.strftime("%-d %B %Y", time.strptime(iso, "%Y-%m-%d"))
+    except ValueError:
+        return iso
 
 
 def centre_lines(braille: str, out: Transcriber) -> list[str]:

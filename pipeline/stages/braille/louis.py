@@ -12,9 +12,9 @@ import ctypes
 import functools
 
 from ...errors import MissingTool
+from .. import SYSTEM_LIBRARIES, missing_library
 
-LIBRARY = "liblouis.so.20"
-INSTALL = "apt-get install liblouis-bin liblouis-data"
+LIBRARY, INSTALL, PURPOSE = SYSTEM_LIBRARIES["braille"]
 
 # North American Braille ASCII: the character for each 6-dot cell, indexed by
 # its dots as bits (dot 1 = 1, dot 2 = 2, … dot 6 = 32). The 64 characters
@@ -31,16 +31,16 @@ _LOG_OFF = 0x7FFFFFFF          # LOU_LOG_OFF: liblouis logs table searches on st
 @functools.lru_cache(maxsize=1)
 def library() -> ctypes.CDLL:
     """The loaded liblouis; missing, a MissingTool error (exit 3) naming the install command."""
-    try:
-        lib = ctypes.CDLL(LIBRARY)
-    except OSError:
-        raise MissingTool(f"liblouis ({LIBRARY})", INSTALL, "the braille edition") from None
+    missing = missing_library("braille")
+    if missing:
+        raise missing
+    lib = ctypes.CDLL(LIBRARY)
     lib.lou_version.restype = ctypes.c_char_p
     lib.lou_findTable.restype = ctypes.c_char_p
     lib.lou_getTable.restype = ctypes.c_void_p
     lib.lou_setLogLevel(_LOG_OFF)
     if lib.lou_charSize() != 4:           # Debian builds it with 32-bit characters; other builds differ
-        raise MissingTool("liblouis built with 32-bit characters", INSTALL, "the braille edition")
+        raise MissingTool("liblouis built with 32-bit characters", INSTALL, PURPOSE)
     return lib
 
 
@@ -59,7 +59,7 @@ def version() -> str:
 def check_table(table: str) -> None:
     """Compile *table* once (liblouis keeps it); a missing table file is a missing package."""
     if not library().lou_getTable(table.encode()):
-        raise MissingTool(f"the liblouis braille table `{table}`", INSTALL, "the braille edition")
+        raise MissingTool(f"the liblouis braille table `{table}`", INSTALL, PURPOSE)
 
 
 @functools.lru_cache(maxsize=32)

@@ -1,0 +1,307 @@
+"""The braille edition, read back as a braille reader's tools would: the BRF parsed page by page and
+back-translated by liblouis."""
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import B12, ROOT, run_publish
+from pipeline.source import load_article
+from pipeline.stages.braille import louis
+from pipeline.stages.braille.layout import BOX_BOTTOM, BOX_TOP, braille_number, wrap
+
+FIXTURE = ROOT / "tests" / "fixtures" / "braille" / "self-care-sheet.yaml"
+TABLE = "en-ueb-g2.ctb"
+BRAILLE_ASCII = set(louis.BRAILLE_ASCII)
+# UEB typeform indicators: italic (dots 46), bold (45) or underline (456), then symbol (23), word (2),
+# passage (2356) or terminator (3). liblouis's back-translator does not read them.
+TYPEFORM_INDICATOR = re.compile(r"[.^_][21'7]")
+# Forms whose back-translation liblouis gets wrong though the braille is right: a letter standing
+# alone after a dot or apostrophe comes back as a wordsign ("e.g." → "e.go.", "B12's" → "b12'so").
+BACK_TRANSLATION_SLIPS = {"e.go.": "e.g.", "'so ": "'s "}
+
+
+@pytest.fixture(scope="module")
+def brf_of(tmp_path_factory):
+    """brf_of(source) → the BRF bytes of a real build of *source* (with the default theme)."""
+    built: dict[Path, bytes] = {}
+
+    def build(source: Path) -> bytes:
+        if source not in built:
+            out = tmp_path_factory.mktemp("braille")
+            result = run_publish("build", str(source), "--format", "braille", "--out", str(out))
+            assert result.returncode == 0, result.stderr
+            built[source] = (out / source.stem / f"{source.stem}.brf").read_bytes()
+        return built[source]
+    return build
+
+
+def pages_of(data: bytes) -> list[list[str]]:
+    """The lines of each page; every page ends with a form feed, every line with CR LF."""
+    text = data.decode("ascii")
+    assert text.endswith("\f"), "the last page is not ended by a form feed"
+    pages = []
+    for page in text[:-1].split("\f"):
+        assert page.endswith("\r\n"), "a page's last line is not ended by CR LF"
+        lines = page[:-2].split("\r\n")
+        for line in lines:
+            assert "\r" not in line and "\n" not in line, f"a bare CR or LF in {line!r}"
+        pages.append(lines)
+    return pages
+
+
+def body_lines(pages: list[list[str]], number_line: int = -1) -> list[str]:
+    """The text lines of the pages after the title page, their page number lines left out."""
+    return [line for page in pages[1:] for n, line in enumerate(page) if n != number_line % len(page)]
+
+
+def read_back(lines: list[str]) -> str:
+    """The braille lines as one text: a line ending in a hyphen or an address's slash continues the word."""
+    text = ""
+    for line in lines:
+        line = line.strip()
+        if not line or set(line) in ({BOX_TOP}, {BOX_BOTTOM}):
+            continue
+        text += line if text.endswith(("-", "_/")) else " " + line
+    text = printed(louis.back_translate(TYPEFORM_INDICATOR.sub("", text), TABLE))
+    for slip, right in BACK_TRANSLATION_SLIPS.items():
+        text = text.replace(slip, right)
+    return text
+
+
+def insertions(article) -> list[str]:
+    """What the braille adds to the print sentences: abbreviations' expansions, links' addresses."""
+    added = [f" ({a.expansion})" for a in article.abbreviations] + [f", {a.expansion}" for a in article.abbreviations]
+    return [a.lower() for a in added]
+
+
+def printed(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')).lower()
+
+
+@pytest.mark.parametrize("source", [B12, FIXTURE], ids=["b12", "fixture"])
+def test_back_translation_recovers_every_sentence_in_reading_order(brf_of, source):
+    article = load_article(source, source.name)
+    text = read_back(body_lines(pages_of(brf_of(source))))
+    # addresses are written uncontracted (as typed), which the contracted back-translation misreads:
+    # take out every bracketed stretch holding one, and check the addresses themselves below
+    text = re.sub(r" \([^()]*(//|@)[^()]*\)", "", text)
+    for added in insertions(article):
+        text = text.replace(added, "")
+    position = 0
+    for sentence in article.sentences():
+        found = text.find(printed(sentence.text), position)
+        assert found >= 0, f"not found in order: {sentence.text!r}\nafter: {text[position:position + 300]!r}"
+        position = found + len(printed(sentence.text))
+
+
+def test_links_are_followed_by_their_address_uncontracted(brf_of):
+    lines = body_lines(pages_of(brf_of(FIXTURE)))
+    joined = "".join(line.strip() if prev.rstrip().endswith(("-", "_/")) else " " + line.strip()
+                     for prev, line in zip([""] + lines, lines))
+    uncontracted = louis.back_translate(joined, "en-ueb-g1.ctb").lower()
+    for address in ("https://www.diabetes.org.uk/guide-to-diabetes/complications/feet", "feet@clinic.example.org",
+                    "https://www.nice.org.uk/guidance/ng19", "https://clinic.example.org/feet"):
+        assert f"({address})" in uncontracted, f"{address} is not written out after its link"
+    assert "mailto" not in uncontracted
+
+
+def test_abbreviations_are_expanded_once_and_emphasis_marked(brf_of):
+    text = read_back(body_lines(pages_of(brf_of(FIXTURE))))
+    assert text.count("gp (general practitioner)") == 1
+    assert text.count("general practitioner") == 1, "expanded more than once"
+    braille = "".join(body_lines(pages_of(brf_of(FIXTURE))))
+    assert ".1E .1\"D" in braille, "the italic *every day* has no italic word indicators"
+    assert "^1EV5" in braille, "the bold **even at home** has no bold indicator"
+    b12 = read_back(body_lines(pages_of(brf_of(B12))))
+    assert "methylmalonic acid (mma)" in b12 and "mma (methylmalonic" not in b12, "expanded where the text does"
+
+
+@pytest.mark.parametrize("source", [B12, FIXTURE], ids=["b12", "fixture"])
+def test_character_set_and_page_size(brf_of, source):
+    data = brf_of(source)
+    assert set(data.decode("ascii")) <= BRAILLE_ASCII | {"\f", "\r", "\n"}, \
+        f"characters outside Braille ASCII: {set(data.decode('ascii')) - BRAILLE_ASCII - set(chr(12) + chr(13) + chr(10))}"
+    pages = pages_of(data)
+    for number, page in enumerate(pages, 1):
+        assert len(page) <= 25, f"page {number} has {len(page)} lines"
+        for line in page:
+            assert len(line) <= 40, f"page {number}: a line of {len(line)} cells: {line!r}"
+            assert line == line.rstrip(), "trailing blank cells"
+        assert page[0].strip() or number == 1, f"page {number} opens with a blank line"
+
+
+def test_page_numbers_and_title_page(brf_of):
+    pages = pages_of(brf_of(B12))
+    title = pages[0]
+    for n, page in enumerate(pages[1:], 1):
+        assert len(page) == 25, "the page number is not on the 25th line"
+        number = braille_number(n)
+        assert page[-1] == " " * (40 - len(number)) + number, f"page {n} ends {page[-1]!r}"
+    title_text = read_back(title)
+    for expected in ("is b12 good for lower back pain?", "exploring the nerve-health connection",
+                     "your clinic name", "transcribed in unified english braille, january 2026",
+                     f"{len(pages)} braille pages"):
+        assert expected in title_text, f"the title page lacks {expected!r}: {title_text!r}"
+    for line in title:                                        # centred, with three blank cells each side
+        if line.strip():
+            left = len(line) - len(line.lstrip())
+            assert left >= 3 and abs(left - (40 - len(line))) <= 1, f"not centred: {line!r}"
+
+
+def test_headings_paragraphs_and_lists_follow_braille_formats(brf_of):
+    lines = body_lines(pages_of(brf_of(B12)))
+    back = [read_back([line]).strip() for line in lines]
+
+    def at(text: str) -> int:
+        return next(i for i, line in enumerate(back) if line.startswith(text))
+    # a top-level section heading: centred, a blank line before it, text on the next line
+    i = at("the role of vitamin b12")
+    assert lines[i - 1] == "" and abs((len(lines[i]) - len(lines[i].lstrip())) - (40 - len(lines[i]))) <= 1
+    # a subsection heading at cell 5
+    i = at("high-b12 foods")
+    assert lines[i].startswith("    ,") and lines[i - 1] == ""
+    # a paragraph at cell 3, its runovers at cell 1
+    i = at("vitamin b12, also known as cobalamin")
+    assert lines[i].startswith("  ,") and lines[i + 1][0] != " " and lines[i + 2][0] != " "
+    # a labelled list item at cell 1 with runovers at cell 3
+    i = at("mechanical back pain:")
+    assert lines[i][0] != " " and lines[i + 1].startswith("  ") and lines[i + 1][2] != " "
+    # the summary, key points and disclaimer between box lines
+    assert sum(1 for line in lines if line == BOX_TOP * 40) == 3
+    assert sum(1 for line in lines if line == BOX_BOTTOM * 40) == 3
+
+
+def test_nested_and_numbered_lists(brf_of):
+    lines = body_lines(pages_of(brf_of(FIXTURE)))
+    back = [read_back([line]).strip() for line in lines]
+    numbered = [i for i, line in enumerate(back) if re.match(r"[123]\. ", line)]
+    assert [back[i][:2] for i in numbered[:3]] == ["1.", "2.", "3."]
+    assert all(lines[i][0] != " " and lines[i + 1].startswith("  ") for i in numbered[:2])
+    i = back.index("choosing shoes and socks")        # a heading below a subsection: cell 5
+    assert lines[i].startswith("    ,")
+
+
+def test_words_are_divided_only_at_hyphens_and_address_slashes():
+    braille = louis.translate("a well-known self-management-and-education programme at "
+                              "https://www.example.org/a/long/path/to/a/page and "
+                              "pneumonoultramicroscopicsilicovolcanoconiosis", TABLE)
+    lines = wrap(braille, 20, 2, 0)
+    assert all(len(line) <= 20 for line in lines)
+    # joined again, with no space after a line that ends inside a word, the lines give the braille back:
+    # so a word was divided nowhere but after a hyphen, after an address's slash, or (longer than a
+    # line) at the line's end
+    words = set(braille.split())
+    joined = ""
+    for line in lines:
+        inside_word = joined.endswith(("-", "_/")) or (joined and len(previous) == 20 and previous.split()[-1] not in words)
+        joined += line.strip() if inside_word else (" " if joined else "") + line.strip()
+        previous = line
+    assert joined == braille
+    assert len(lines[-2]) == 20 and len(lines[-3]) == 20 and len(lines[-1]) < 20, "a word longer than a line is cut at its end"
+    assert wrap(braille, 40, 2, 0)[0].startswith("  A WELL-") and all(len(line) <= 40 for line in wrap(braille, 40, 2, 0))
+
+
+def test_listed_table(brf_of):
+    article = load_article(B12, B12.name)
+    table = next(block for section in article.blocks for block in getattr(section, "blocks", ())
+                 if getattr(block, "kind", "") == "table")
+    lines = body_lines(pages_of(brf_of(B12)))
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("@.<"))
+    assert read_back([lines[start - 1]]).strip() == printed(table.caption_text)
+    rows: list[tuple[str, list[str]]] = []
+    for line in lines[start:]:
+        if not line.strip() or set(line.strip()) == {BOX_TOP}:
+            break
+        if line.startswith("@") or line.startswith("      @") or line.lstrip().endswith("@.>"):
+            continue
+        if line[0] != " ":                                   # a row header at cell 1
+            rows.append((line, []))
+        elif line.startswith("  ") and line[2] != " " and not line.startswith("    "):
+            rows[-1][1].append(line)                          # an entry at cell 3
+        else:
+            rows[-1][1][-1] += " " + line.strip()              # its runover at cell 5
+    assert [read_back([header]).strip() for header, _ in rows] == [printed(r.header.text) for r in table.rows]
+    for (header, entries), row in zip(rows, table.rows):
+        assert len(entries) == len(table.columns)
+        for entry, column, cell in zip(entries, table.columns, row.cells):
+            back = read_back([entry]).strip()
+            assert back.startswith(printed(column.text) + ":"), back
+            assert printed(cell.text)[:40] in back.replace(" (micrograms)", "")
+
+
+def theme_project(tmp_path: Path, settings: str) -> Path:
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "themes", project / "themes")
+    (project / "source").mkdir()
+    shutil.copy(B12, project / "source" / B12.name)
+    theme = project / "themes" / "default" / "theme.yaml"
+    text = theme.read_text()
+    theme.write_text(re.sub(r"braille:\n(  .*\n)+", settings, text))
+    return project
+
+
+def test_a_32_cell_28_line_embosser_setting_is_respected(tmp_path):
+    project = theme_project(tmp_path, "braille:\n  cells_per_line: 32\n  lines_per_page: 28\n  page_number: top\n")
+    result = run_publish("build", "--format", "braille", "--out", str(project / "output"), cwd=project)
+    assert result.returncode == 0, result.stderr
+    pages = pages_of((project / "output" / B12.stem / f"{B12.stem}.brf").read_bytes())
+    for n, page in enumerate(pages[1:], 1):
+        assert len(page) == 28
+        assert page[0] == " " * (32 - len(braille_number(n))) + braille_number(n)
+        assert all(len(line) <= 32 for line in page)
+    assert max(len(line) for page in pages for line in page) == 32
+    text = read_back(body_lines(pages, number_line=0))
+    assert "it is important to distinguish between mechanical back pain and neuropathic back pain." in text
+
+
+def test_a_wrong_braille_setting_is_a_located_error(tmp_path):
+    project = theme_project(tmp_path, "braille:\n  cells_per_line: 12\n  lines_per_page: 25\n")
+    result = run_publish("build", "--format", "braille", "--out", str(project / "output"), cwd=project)
+    assert result.returncode == 1
+    assert re.search(r"theme\.yaml:\d+:\d+: error: .*cells_per_line.*", result.stderr), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project / "output" / B12.stem).exists()
+
+
+def test_missing_liblouis_is_exit_3_and_the_other_formats_still_build(tmp_path):
+    # the dynamic loader really fails to find the library, as on a machine without liblouis
+    program = ("import sys; from pipeline import stages, cli; "
+               "stages.SYSTEM_LIBRARIES['braille'] = ('liblouis-absent.so.20', *stages.SYSTEM_LIBRARIES['braille'][1:]); "
+               "sys.exit(cli.main(sys.argv[1:]))")
+    import os
+    import subprocess
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = lambda *formats: subprocess.run(
+        [sys.executable, "-c", program, "build", str(B12), "--out", str(tmp_path / "out"), *formats],
+        capture_output=True, text=True, cwd=ROOT, env=env)
+    asked = run("--format", "braille,html")
+    assert asked.returncode == 3, asked.stderr
+    assert "apt-get install liblouis-bin liblouis-data" in asked.stderr
+    assert (tmp_path / "out" / B12.stem / f"{B12.stem}.html").is_file()
+    assert not (tmp_path / "out" / B12.stem / f"{B12.stem}.brf").exists()
+    default = run("--format", "")
+    assert "braille" not in default.stdout + default.stderr or default.returncode == 0
+
+
+def test_print_the_first_pages_for_a_look(brf_of):
+    """The first pages as an embosser would print them, with their back-translation beside them."""
+    pages = pages_of(brf_of(B12))
+    with open("/dev/stderr", "w") if False else _log() as log:
+        for number, page in enumerate(pages[:3]):
+            print(f"---- braille page {number or 'title'} ----", file=log)
+            for line in page:
+                print(f"{line:<40} | {read_back([line]).strip() if line.strip() else ''}", file=log)
+    assert len(pages) > 3
+
+
+class _log:
+    def __enter__(self):
+        return sys.__stderr__
+
+    def __exit__(self, *exc):
+        return False
