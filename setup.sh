@@ -8,7 +8,8 @@ echo "==> system packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-    espeak-ng ffmpeg poppler-utils qpdf chromium epubcheck default-jre-headless >/dev/null
+    espeak-ng ffmpeg poppler-utils qpdf chromium epubcheck default-jre-headless \
+    liblouis-bin liblouis-data >/dev/null
 
 echo "==> Python package"
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'

@@ -62,34 +62,42 @@ def check_table(table: str) -> None:
         raise MissingTool(f"the liblouis braille table `{table}`", INSTALL, PURPOSE)
 
 
+# liblouis's tables name some languages by another code than BCP 47 articles use
+TABLE_LANGUAGE = {"zh": "cmn"}
+
+
 @functools.lru_cache(maxsize=32)
 def table_for(language: str) -> tuple[str, bool]:
     """The literary braille table for a BCP 47 language, and whether it is contracted.
 
     English is Unified English Braille, contracted (grade 2). Other languages
     get their contracted table where liblouis has one, else an uncontracted
-    one; a language liblouis does not know gets uncontracted UEB.
+    one; a language liblouis has no table for gets uncontracted UEB.
     """
     primary = language.split("-")[0].lower()
     if primary == "en":
         return "en-ueb-g2.ctb", True
+    primary = TABLE_LANGUAGE.get(primary, primary)
     lib = library()
-    for contracted, query in ((True, "contraction:full"), (False, "contraction:no")):
-        found = lib.lou_findTable(f"language:{primary} type:literary dots:6 {query}".encode())
-        if found:
-            name = found.decode().rsplit("/", 1)[-1]
-            # a query matching only in part may give another language's table
-            if f"language:{primary}" in _metadata(found.decode()):
-                return name, contracted
+    for contracted, query in ((True, "dots:6 contraction:full"), (False, "dots:6 contraction:no"), (False, "")):
+        found = lib.lou_findTable(f"language:{primary} type:literary {query}".strip().encode())
+        if not found:
+            continue
+        # the best match may fit the query only in part: another language, or the other grade
+        metadata = _metadata(found.decode())
+        if metadata.get("language") == primary and (metadata.get("contraction") == "full") == contracted:
+            return found.decode().rsplit("/", 1)[-1], contracted
     return "en-ueb-g1.ctb", False
 
 
-def _metadata(path: str) -> str:
+def _metadata(path: str) -> dict[str, str]:
+    """A table's `#+key: value` lines."""
     try:
         with open(path, encoding="utf-8", errors="replace") as table:
-            return "".join(line for line in table if line.startswith("#+"))
+            pairs = [line[2:].split(":", 1) for line in table if line.startswith("#+") and ":" in line]
     except OSError:
-        return ""
+        return {}
+    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def _cells(count: int):
