@@ -18,7 +18,7 @@ from ...theme import Theme
 from .. import BuildContext
 from . import louis
 from .blocks import Transcriber
-from .layout import PageSize, brf, centre, number_page
+from .layout import PageSize, brf, number_page
 
 
 def page_size(theme: Theme) -> PageSize:
@@ -34,26 +34,28 @@ def braille_system(table: str, contracted: bool) -> str:
     return f"braille ({'contracted' if contracted else 'uncontracted'}, liblouis table {table})"
 
 
-def title_page(article: Article, theme: Theme, out: Transcriber, system: str, total_pages: int,
-               epoch: int) -> list[list[str]]:
+def title_page(article: Article, theme: Theme, table: str, size: PageSize, epoch: int,
+               total_pages: int) -> list[list[str]]:
     """BANA's title page: title, subtitle, organisation, dates, the braille code and the number of pages."""
     m = article.metadata
-    out.pages.lines.clear()
-    centred = lambda braille: out.pages.add(centre_lines(braille, out))
-    centred(out.inline(article.title.spans, marks=False))
+    out = Transcriber(article, table, size)
+    out.centred(out.inline(article.title.spans, marks=False))
     if article.subtitle:
         out.pages.blank()
-        centred(out.inline(article.subtitle, marks=False))
+        out.centred(out.inline(article.subtitle, marks=False))
     out.pages.blank()
-    centred(out.plain(theme.organisation))
+    out.centred(out.plain(theme.organisation))
+    if theme.contact:
+        out.centred(out.plain(theme.contact))
     if m.date_published:
-        centred(out.plain(f"Published {spoken_date(m.date_published)}"))
+        out.centred(out.plain(f"Published {spoken_date(m.date_published)}"))
     if m.date_reviewed:
-        centred(out.plain(f"Reviewed {spoken_date(m.date_reviewed)}"))
+        out.centred(out.plain(f"Reviewed {spoken_date(m.date_reviewed)}"))
     out.pages.blank()
-    centred(out.plain(f"Transcribed in {system}, {time.strftime('%B %Y', time.gmtime(epoch))}"))
+    system = braille_system(table, louis.table_for(m.language)[1])
+    out.centred(out.plain(f"Transcribed in {system}, {time.strftime('%B %Y', time.gmtime(epoch))}"))
     out.pages.blank()
-    centred(out.plain(f"{total_pages} braille pages"))
+    out.centred(out.plain(f"{total_pages} braille pages"))
     return out.pages.paginate()
 
 
@@ -65,24 +67,19 @@ def spoken_date(iso: str) -> str:
         return iso
 
 
-def centre_lines(braille: str, out: Transcriber) -> list[str]:
-    return centre(braille, out.size.cells)
-
-
 def transcribe(article: Article, theme: Theme, epoch: int) -> tuple[bytes, dict]:
     """The article as BRF bytes, and what the build report says about it."""
     table, contracted = louis.table_for(article.metadata.language)
     louis.check_table(table)
     size = page_size(theme)
     out = Transcriber(article, table, size)
-    out.pages.add(centre_lines(out.inline(article.title.spans, marks=False), out))
+    out.centred(out.inline(article.title.spans, marks=False))     # the text opens with its title, as in print
     out.pages.blank()
     out.blocks(article.blocks)
     body = out.pages.paginate()
-    system = braille_system(table, contracted)
-    title = title_page(article, theme, Transcriber(article, table, size), system, 0, epoch)
-    total = len(title) + len(body)
-    title = title_page(article, theme, Transcriber(article, table, size), system, total, epoch)
+    # the title page states the number of pages, its own included: count it first
+    title_pages = len(title_page(article, theme, table, size, epoch, 0))
+    title = title_page(article, theme, table, size, epoch, title_pages + len(body))
     pages = title + [number_page(page, n, size) for n, page in enumerate(body, 1)]
     return brf(pages), {"table": table, "contracted": contracted, "pages": len(pages),
                         "cells": size.cells, "lines": size.lines}

@@ -84,13 +84,16 @@ class Transcriber:
     def lines(self, braille: str, first: int, runover: int) -> None:
         self.pages.add(wrap(braille, self.size.cells, first, runover))
 
+    def centred(self, braille: str, keep_with_next: bool = False) -> None:
+        self.pages.add(centre(braille, self.size.cells), keep_with_next)
+
     def heading(self, heading: Heading) -> None:
         """Centred for the article's top sections, at cell 5 below them, cell 7 deeper; a blank line before."""
         braille = self.inline(heading.spans, marks=False)
         if not self.pages.lines or self.pages.lines[-1].text != BOX_TOP * self.size.cells:
             self.pages.blank()                     # a box's first heading follows its box line directly
         if heading.level <= 2:
-            self.pages.add(centre(braille, self.size.cells), keep_with_next=True)
+            self.centred(braille, keep_with_next=True)
         else:
             indent = 4 if heading.level == 3 else 6
             self.pages.add(wrap(braille, self.size.cells, indent, indent), keep_with_next=True)
