@@ -30,8 +30,8 @@ class Transcriber:
     article: Article
     table: str
     size: PageSize
-    pages: Pages = None
     expanded: set[str] = field(default_factory=set)     # abbreviations already given with their expansion
+    pages: Pages = field(init=False)                   # the lines written so far
 
     def __post_init__(self):
         self.pages = Pages(self.size)
