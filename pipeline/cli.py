@@ -49,7 +49,8 @@ def make_parser() -> argparse.ArgumentParser:
                            description="Build articles into output/<slug>/ (every article under source/ when none is named).")
     build.add_argument("sources", nargs="*", metavar="SOURCE", help="article YAML files (default: source/*.yaml)")
     build.add_argument("--format", default="", metavar="LIST",
-                       help="comma-separated formats to build: " + ", ".join(stages.STAGE_MODULES) + " (default: all available)")
+                       help="comma-separated formats to build: " + ", ".join(FORMAT_NAMES)
+                       + " (audio is mp3 and m4b; default: every available one, the narration files the theme names)")
     build.add_argument("--theme", default="default", metavar="NAME", help="theme folder under themes/ (default: default)")
     build.add_argument("--out", default=None, metavar="DIR", help="output folder (default: output/)")
     build.add_argument("--paper", choices=("a4", "letter"), help="paper size of the PDF (default: the theme's)")
@@ -77,19 +78,34 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def parse_formats(value: str) -> list[str]:
+# What --format accepts: the stages, and the narration's files one by one (made by the audio stage).
+FORMAT_NAMES = (*stages.STAGE_MODULES, *stages.AUDIO_CONTAINERS)
+
+
+def parse_formats(value: str) -> tuple[list[str], tuple[str, ...] | None]:
+    """The stages to run, and the narration files asked for (None: the theme's choice)."""
     available = stages.available()
     if not value:
-        return available
+        return available, None
     wanted = [f.strip().lower() for f in value.split(",") if f.strip()]
+    containers = set()
     for name in wanted:
-        if name not in stages.STAGE_MODULES:
-            close = difflib.get_close_matches(name, stages.STAGE_MODULES, n=1)
+        if name not in FORMAT_NAMES:
+            close = difflib.get_close_matches(name, FORMAT_NAMES, n=1)
             raise UsageError(f"unknown format `{name}`" + (f"; did you mean `{close[0]}`?" if close else "")
-                             + f" (formats: {', '.join(stages.STAGE_MODULES)})")
-        if name not in available:
+                             + f" (formats: {', '.join(FORMAT_NAMES)})")
+        if name in stages.AUDIO_CONTAINERS:
+            containers.add(name)
+        elif name == "audio":
+            containers.update(stages.AUDIO_CONTAINERS)
+        if _stage_of(name) not in available:
             raise UsageError(f"the `{name}` format is not available in this version")
-    return sorted(set(wanted), key=list(stages.STAGE_MODULES).index)
+    chosen = sorted({_stage_of(name) for name in wanted}, key=list(stages.STAGE_MODULES).index)
+    return chosen, tuple(c for c in stages.AUDIO_CONTAINERS if c in containers) or None
+
+
+def _stage_of(name: str) -> str:
+    return "audio" if name in stages.AUDIO_CONTAINERS else name
 
 
 def find_sources(names: list[str], root: Path) -> list[Path]:
@@ -145,14 +161,13 @@ def run(args: argparse.Namespace) -> int:
         if not theme_dir.is_dir() or "/" in args.theme or args.theme.startswith("."):
             raise UsageError(f"no theme `{args.theme}` in {root / 'themes'}")
         if args.command == "build":
-            formats = parse_formats(args.format)
+            formats, args.audio_formats = parse_formats(args.format)
             if args.jobs is not None and args.jobs < 1:
                 raise UsageError("--jobs must be at least 1")
         sources = find_sources(args.sources, root)
     except UsageError as exc:
         print(f"publish: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-
     keys, out_root, cache_dir = {}, Path(), Path()
     if args.command == "build":
         out_root = Path(args.out) if args.out else Path(display_name(root / "output"))
@@ -162,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
         except PublishError as exc:
             print(exc.format(), file=sys.stderr)
             return exc.exit_code
-        options = f"formats {','.join(formats)}; theme {args.theme}; paper {args.paper or 'theme'}"
+        options = (f"formats {','.join(formats)}; audio {','.join(args.audio_formats or ['theme'])}; "
+                   f"theme {args.theme}; paper {args.paper or 'theme'}")
         try:
             shared = stamp.shared_key(theme_dir, options, epoch)
             keys = {display_name(path): stamp.key(path, shared) for path in sources}
@@ -193,6 +209,8 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
         theme = load_theme(theme_dir)
         if getattr(args, "paper", None):
             theme = replace(theme, paper=args.paper)
+        if getattr(args, "audio_formats", None):
+            theme = replace(theme, audio_formats=args.audio_formats)
     except PublishError as exc:
         print(exc.format(), file=sys.stderr)
         return exc.exit_code

@@ -59,6 +59,11 @@ STAGE_MODULES = {
     "audio": "pipeline.stages.audio",
 }
 
+# The narration's files. `--format audio` makes both; `--format mp3` or `m4b` makes one, and a build
+# without --format makes those the theme's `audio_formats` names. Both come from the same speech and
+# the same chapters; the M4B's AAC encoding costs about three times the MP3's.
+AUDIO_CONTAINERS = ("mp3", "m4b")
+
 
 def available() -> list[str]:
     """Formats whose stage module exists in this version."""
