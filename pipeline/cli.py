@@ -60,9 +60,18 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--report", default=None, metavar="FILE", help="also write a JSON report of what was built")
     build.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
                        help="run at most N stages at once (default: the number of CPU cores)")
+    build.add_argument("--shard", default=None, type=_shard, metavar="K/N",
+                       help="build only shard K of N (K from 1): a stable share of the articles, chosen by their "
+                            "names; combine the shards' output folders with `publish merge`")
     noise = build.add_mutually_exclusive_group()
     noise.add_argument("--quiet", "-q", action="store_true", help="print only errors")
     noise.add_argument("--verbose", "-v", action="store_true", help="print every step")
+
+    merge = sub.add_parser("merge", help="combine the output folders of sharded builds into one",
+                           description="Combine the output folders of `publish build --shard K/N` into one tree, "
+                                       "checking every file against its manifest's SHA-256 first.")
+    merge.add_argument("folders", nargs="+", metavar="DIR", help="the output folders the shards built into")
+    merge.add_argument("--out", default=None, metavar="DIR", help="the merged output folder (default: output/)")
 
     check = sub.add_parser("check", help="validate articles without building",
                            description="Validate articles and the theme; print every problem found.")
@@ -80,6 +89,14 @@ def _size(text: str) -> int:
 
 # What --format accepts: the stages, and the narration's files one by one (made by the audio stage).
 FORMAT_NAMES = (*stages.STAGE_MODULES, *stages.AUDIO_CONTAINERS)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from .shard import parse_shard
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_formats(value: str) -> tuple[list[str], tuple[str, ...] | None]:
@@ -155,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     root = project_root()
+    if args.command == "merge":
+        return _merge(args, root)
     formats: list[str] = []
     try:
         theme_dir = root / "themes" / args.theme
@@ -168,6 +187,16 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"publish: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if getattr(args, "shard", None):
+        from .shard import select
+        sources = select(sources, *args.shard)
+        if not sources:                  # a shard may draw no article: that is a success, with nothing to merge
+            (Path(args.out) if args.out else root / "output").mkdir(parents=True, exist_ok=True)
+            if not args.quiet:
+                print(f"shard {args.shard[0]}/{args.shard[1]}: none of the articles falls to this shard",
+                      file=sys.stderr)
+            return _report(args, [], EXIT_OK, Quiet())
+
     keys, out_root, cache_dir = {}, Path(), Path()
     if args.command == "build":
         out_root = Path(args.out) if args.out else Path(display_name(root / "output"))
@@ -247,6 +276,24 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
         print(f"cache: removed {removed} files ({freed / 2**20:.1f} MB) used longest ago, to keep it within "
               f"{args.cache_limit / 2**20:.0f} MB", file=sys.stderr)
     return _report(args, jobs, status, progress)
+
+
+def _merge(args: argparse.Namespace, root: Path) -> int:
+    from .shard import merge
+    folders = [Path(folder) for folder in args.folders]
+    out = Path(args.out) if args.out else root / "output"
+    if any(folder.resolve() == out.resolve() for folder in folders):
+        print("publish: error: --out must be a folder of its own, not one of the shards' folders", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        merged = merge(folders, out)
+    except PublishError as exc:
+        print(exc.format(), file=sys.stderr)
+        return exc.exit_code
+    # Anything made from the whole merged tree (an index of every article) is written here, once every
+    # article has landed.
+    print(f"merged {len(merged)} articles from {len(folders)} folders into {display_name(out)}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _progress(args: argparse.Namespace):
