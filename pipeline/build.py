@@ -265,12 +265,20 @@ def _publish(job: Job) -> None:
             entries.append({"format": result.name, "path": path.name,
                             "sha256": sha256(path), "bytes": path.stat().st_size})
         prints[result.name] = {"fingerprint": result.fingerprint}
+        if "containers" in result.report:          # which narration files were made (mp3, m4b)
+            prints[result.name]["containers"] = result.report["containers"]
     for result in built:
         placed = []
         for path in result.paths:
             os.replace(path, folder / path.name)
             placed.append(folder / path.name)
         result.paths = placed
+    # A file the stage made before and not now (the M4B, after a switch to MP3 only) would be out of date
+    # beside the new ones: it goes, as the manifest no longer lists it.
+    kept = {path.name for result in built for path in result.paths}
+    for old in job.previous.get("outputs", []):
+        if old.get("format") in rebuilt and old.get("path") not in kept and "/" not in old.get("path", "/"):
+            (folder / old["path"]).unlink(missing_ok=True)
     entries.sort(key=lambda o: (o["format"], o["path"]))
     manifest = {"source": job.source_label, "outputs": entries, "stages": dict(sorted(prints.items()))}
     write_atomic(folder / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())

@@ -16,6 +16,8 @@ from .build import Job, StageResult, build, source_date_epoch, start_workers, st
 from .errors import EXIT_OK, EXIT_USAGE, PublishError, display_path
 from .progress import Lines, Live_, Quiet, summary
 
+ARTICLES_PER_WORKER = 100        # articles a worker process builds before a fresh one takes over (see below)
+
 # The article parser, the theme and rich are imported only when needed: a build with nothing to do
 # answers from the stamps (stamp.py) without them.
 
@@ -49,7 +51,8 @@ def make_parser() -> argparse.ArgumentParser:
                            description="Build articles into output/<slug>/ (every article under source/ when none is named).")
     build.add_argument("sources", nargs="*", metavar="SOURCE", help="article YAML files (default: source/*.yaml)")
     build.add_argument("--format", default="", metavar="LIST",
-                       help="comma-separated formats to build: " + ", ".join(stages.STAGE_MODULES) + " (default: all available)")
+                       help="comma-separated formats to build: " + ", ".join(FORMAT_NAMES)
+                       + " (audio is mp3 and m4b; default: every available one, the narration files the theme names)")
     build.add_argument("--theme", default="default", metavar="NAME", help="theme folder under themes/ (default: default)")
     build.add_argument("--out", default=None, metavar="DIR", help="output folder (default: output/)")
     build.add_argument("--paper", choices=("a4", "letter"), help="paper size of the PDF (default: the theme's)")
@@ -59,9 +62,18 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--report", default=None, metavar="FILE", help="also write a JSON report of what was built")
     build.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
                        help="run at most N stages at once (default: the number of CPU cores)")
+    build.add_argument("--shard", default=None, type=_shard, metavar="K/N",
+                       help="build only shard K of N (K from 1): a stable share of the articles, chosen by their "
+                            "names; combine the shards' output folders with `publish merge`")
     noise = build.add_mutually_exclusive_group()
     noise.add_argument("--quiet", "-q", action="store_true", help="print only errors")
     noise.add_argument("--verbose", "-v", action="store_true", help="print every step")
+
+    merge = sub.add_parser("merge", help="combine the output folders of sharded builds into one",
+                           description="Combine the output folders of `publish build --shard K/N` into one tree, "
+                                       "checking every file against its manifest's SHA-256 first.")
+    merge.add_argument("folders", nargs="+", metavar="DIR", help="the output folders the shards built into")
+    merge.add_argument("--out", default=None, metavar="DIR", help="the merged output folder (default: output/)")
 
     check = sub.add_parser("check", help="validate articles without building",
                            description="Validate articles and the theme; print every problem found.")
@@ -77,19 +89,42 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def parse_formats(value: str) -> list[str]:
+# What --format accepts: the stages, and the narration's files one by one (made by the audio stage).
+FORMAT_NAMES = (*stages.STAGE_MODULES, *stages.AUDIO_CONTAINERS)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from .shard import parse_shard
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_formats(value: str) -> tuple[list[str], tuple[str, ...] | None]:
+    """The stages to run, and the narration files asked for (None: the theme's choice)."""
     available = stages.available()
     if not value:
-        return available
+        return available, None
     wanted = [f.strip().lower() for f in value.split(",") if f.strip()]
+    containers = set()
     for name in wanted:
-        if name not in stages.STAGE_MODULES:
-            close = difflib.get_close_matches(name, stages.STAGE_MODULES, n=1)
+        if name not in FORMAT_NAMES:
+            close = difflib.get_close_matches(name, FORMAT_NAMES, n=1)
             raise UsageError(f"unknown format `{name}`" + (f"; did you mean `{close[0]}`?" if close else "")
-                             + f" (formats: {', '.join(stages.STAGE_MODULES)})")
-        if name not in available and stages.missing_library(name) is None:
+                             + f" (formats: {', '.join(FORMAT_NAMES)})")
+        if name in stages.AUDIO_CONTAINERS:
+            containers.add(name)
+        elif name == "audio":
+            containers.update(stages.AUDIO_CONTAINERS)
+        if _stage_of(name) not in available and stages.missing_library(name) is None:
             raise UsageError(f"the `{name}` format is not available in this version")
-    return sorted(set(wanted), key=list(stages.STAGE_MODULES).index)
+    chosen = sorted({_stage_of(name) for name in wanted}, key=list(stages.STAGE_MODULES).index)
+    return chosen, tuple(c for c in stages.AUDIO_CONTAINERS if c in containers) or None
+
+
+def _stage_of(name: str) -> str:
+    return "audio" if name in stages.AUDIO_CONTAINERS else name
 
 
 def find_sources(names: list[str], root: Path) -> list[Path]:
@@ -139,13 +174,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     root = project_root()
+    if args.command == "merge":
+        return _merge(args, root)
     formats: list[str] = []
     try:
         theme_dir = root / "themes" / args.theme
         if not theme_dir.is_dir() or "/" in args.theme or args.theme.startswith("."):
             raise UsageError(f"no theme `{args.theme}` in {root / 'themes'}")
         if args.command == "build":
-            formats = parse_formats(args.format)
+            formats, args.audio_formats = parse_formats(args.format)
             # A format asked for by name whose system library is missing: the others still build, and the
             # command ends with the missing tool's message and exit code.
             args.missing = [error for error in map(stages.missing_library, formats) if error]
@@ -159,6 +196,15 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"publish: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if getattr(args, "shard", None):
+        from .shard import select
+        sources = select(sources, *args.shard)
+        if not sources:                  # a shard may draw no article: that is a success, with nothing to merge
+            (Path(args.out) if args.out else root / "output").mkdir(parents=True, exist_ok=True)
+            if not args.quiet:
+                print(f"shard {args.shard[0]}/{args.shard[1]}: none of the articles falls to this shard",
+                      file=sys.stderr)
+            return _report(args, [], EXIT_OK, Quiet())
 
     keys, out_root, cache_dir = {}, Path(), Path()
     if args.command == "build":
@@ -169,7 +215,8 @@ def run(args: argparse.Namespace) -> int:
         except PublishError as exc:
             print(exc.format(), file=sys.stderr)
             return exc.exit_code
-        options = f"formats {','.join(formats)}; theme {args.theme}; paper {args.paper or 'theme'}"
+        options = (f"formats {','.join(formats)}; audio {','.join(args.audio_formats or ['theme'])}; "
+                   f"theme {args.theme}; paper {args.paper or 'theme'}")
         try:
             shared = stamp.shared_key(theme_dir, options, epoch)
             keys = {display_name(path): stamp.key(path, shared) for path in sources}
@@ -200,6 +247,8 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
         theme = load_theme(theme_dir)
         if getattr(args, "paper", None):
             theme = replace(theme, paper=args.paper)
+        if getattr(args, "audio_formats", None):
+            theme = replace(theme, audio_formats=args.audio_formats)
     except PublishError as exc:
         print(exc.format(), file=sys.stderr)
         return exc.exit_code
@@ -224,7 +273,15 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
     referenced = {job.source_label: stamp.digests([image.path for image in job.article.images()]) for job in jobs}
     progress = _progress(args)
     try:
-        build(jobs, out_root, cache_dir, workers=args.jobs, progress=progress, pools=pools)
+        # A long batch is built in runs of ARTICLES_PER_WORKER articles, each with worker processes of its
+        # own: the documents' workers keep some of every document WeasyPrint lays out (together about half
+        # a MiB per article, measured over 150 small ones), which over a thousand articles would come to
+        # more memory than the rest of the build takes.
+        for first in range(0, len(jobs), ARTICLES_PER_WORKER):
+            run_of_jobs = jobs[first:first + ARTICLES_PER_WORKER]
+            if first:
+                pools = start_workers(formats, len(run_of_jobs), args.jobs)
+            build(run_of_jobs, out_root, cache_dir, workers=args.jobs, progress=progress, pools=pools)
     except PublishError as exc:
         print(exc.format(), file=sys.stderr)
         return exc.exit_code
@@ -236,6 +293,24 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
         print(f"cache: removed {removed} files ({freed / 2**20:.1f} MB) used longest ago, to keep it within "
               f"{args.cache_limit / 2**20:.0f} MB", file=sys.stderr)
     return _report(args, jobs, status, progress)
+
+
+def _merge(args: argparse.Namespace, root: Path) -> int:
+    from .shard import merge
+    folders = [Path(folder) for folder in args.folders]
+    out = Path(args.out) if args.out else root / "output"
+    if any(folder.resolve() == out.resolve() for folder in folders):
+        print("publish: error: --out must be a folder of its own, not one of the shards' folders", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        merged = merge(folders, out)
+    except PublishError as exc:
+        print(exc.format(), file=sys.stderr)
+        return exc.exit_code
+    # Anything made from the whole merged tree (an index of every article) is written here, once every
+    # article has landed.
+    print(f"merged {len(merged)} articles from {len(folders)} folders into {display_name(out)}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _progress(args: argparse.Namespace):

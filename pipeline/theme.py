@@ -13,7 +13,8 @@ from pathlib import Path
 import jinja2
 
 from .errors import Problem, PublishError, display_path
-from .schema import Boolean, Errors, Field, Integer, Record, Spec, Text, validate
+from .schema import Boolean, Errors, Field, Integer, ListOf, Record, Spec, Text, validate
+from .stages import AUDIO_CONTAINERS
 from .yamlfile import LDict, read_yaml
 
 HEX_COLOUR = Text(pattern=r"#[0-9a-fA-F]{6}", description="a colour written #rrggbb",
@@ -68,6 +69,8 @@ THEME = Record({
     }, description="the organisation"), required=True),
     "accessibility_summary": Field(Text(min_length=1, max_length=2000), required=True),
     "paper": Field(Text(choices=("a4", "letter")), default="a4"),
+    "audio_formats": Field(ListOf(Text(choices=AUDIO_CONTAINERS), min_items=1, max_items=len(AUDIO_CONTAINERS),
+                                  description="a list of narration files (mp3, m4b)"), default=None),
     "colours": Field(Record({name: Field(PALETTE, required=True) for name in PALETTES},
                             description="the colour palettes light, dark and contrast"), required=True),
     "braille": Field(Record({
@@ -120,6 +123,7 @@ class Theme:
     voice_rate: int
     voices: dict
     braille: dict                    # cells_per_line, lines_per_page, page_number ("bottom" or "top")
+    audio_formats: tuple[str, ...] = AUDIO_CONTAINERS     # the narration files a build makes (mp3, m4b)
 
     def file(self, relative: str) -> Path:
         """A file inside the theme folder (refusing anything that resolves outside it)."""
@@ -204,4 +208,10 @@ def load_theme(root: Path) -> Theme:
         voice_rate=voice["rate"] or 165, voices=dict(voice["voices"] or {}),
         braille={"cells_per_line": int(braille["cells_per_line"]), "lines_per_page": int(braille["lines_per_page"]),
                  "page_number": str(braille["page_number"])},
+        audio_formats=audio_containers(data["audio_formats"] or AUDIO_CONTAINERS),
     )
+
+
+def audio_containers(names) -> tuple[str, ...]:
+    """The narration files named, each once, in a fixed order (so that "m4b, mp3" builds as "mp3, m4b" does)."""
+    return tuple(name for name in AUDIO_CONTAINERS if name in {str(n) for n in names})

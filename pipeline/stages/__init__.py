@@ -64,6 +64,11 @@ STAGE_MODULES = {
     "braille": "pipeline.stages.braille",
 }
 
+# The narration's files. `--format audio` makes both; `--format mp3` or `m4b` makes one, and a build
+# without --format makes those the theme's `audio_formats` names. Both come from the same speech and
+# the same chapters; the M4B's AAC encoding costs about three times the MP3's.
+AUDIO_CONTAINERS = ("mp3", "m4b")
+
 
 # Stages that need a system library beyond the Python packages: (shared library, install command, what
 # for). Without it the stage is left out of a build of all formats; asked for by name, it is a missing

@@ -37,8 +37,8 @@ class HtmlStage:
         return [f"{article.slug}.html", "large-print.css", "reader.js", *FONTS]
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
-        # the page links the narration only when there is one
-        return f"audio {ctx.has('audio')}".encode()
+        # the page links the narration only when there is one, and plays the MP3 if the theme makes one
+        return f"audio {ctx.has('audio')} {player(article, theme)}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         written = []
@@ -54,8 +54,9 @@ class HtmlStage:
             assets["logo"] = logo
         audio = None
         if ctx.has("audio"):
-            audio = {"mp3": f"{article.slug}.mp3", "vtt": f"{article.slug}.vtt",
-                     "transcript": f"{article.slug}.transcript.txt"}
+            file = player(article, theme)
+            audio = {"file": file, "kind": "MP3" if file.endswith(".mp3") else "M4B audiobook",
+                     "vtt": f"{article.slug}.vtt", "transcript": f"{article.slug}.transcript.txt"}
         opts = {"epub": False, "sentence_ids": True, "print_urls": False, "listen": audio is not None,
                 "image_url": lambda image: image.path.name}
         page = theme.render("html", "page.html", article=article, theme=theme, opts=opts, assets=assets,
@@ -66,6 +67,12 @@ class HtmlStage:
             shutil.copyfile(image.path, workdir / image.path.name)
             written.append(workdir / image.path.name)
         return [target, *written]
+
+
+def player(article: Article, theme: Theme) -> str:
+    """The narration file the page plays and offers: the MP3, which every browser plays; else the M4B
+    (AAC in MP4, which every current browser plays too)."""
+    return f"{article.slug}.{'mp3' if 'mp3' in theme.audio_formats else 'm4b'}"
 
 
 STAGE = HtmlStage()

@@ -29,27 +29,30 @@ class AudioStage:
         assemble.iso639_2("en")             # pycountry reads its table of languages on first use (26 ms)
 
     def outputs(self, article: Article) -> list[str]:
+        """Every file the stage can write; which narration files it makes is the theme's `audio_formats`."""
         return [f"{article.slug}{suffix}" for suffix in (".mp3", ".m4b", ".vtt", ".transcript.txt")]
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
         engines = f"{engine_version(ctx.cache_dir)}; {ffmpeg_version(ctx.cache_dir)}"
         return f"{engines}; {package_version('pyttsx3')}; {package_version('pycountry')}; " \
                f"{package_version('pyebur128')}; rate {theme.voice_rate}; " \
-               f"voices {sorted(theme.voices.items())}".encode()
+               f"voices {sorted(theme.voices.items())}; files {theme.audio_formats}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         from concurrent.futures import ThreadPoolExecutor
 
         from . import assemble              # numpy: loaded only when there is sound to assemble
-        from .assemble import (AAC, CODECS, MP3, ChapterEncoder, chapter_times, chapters_of, cues, ffmetadata,
-                               iso639_2, longest_first, mux, placed, webvtt)
+        from .assemble import (ChapterEncoder, chapter_times, chapters_of, codecs_for, cues, ffmetadata, iso639_2,
+                               longest_first, mux, placed, webvtt)
         m = article.metadata
         publisher = m.publisher or theme.organisation
         lexicon = load_lexicon(theme.root, m.language).with_article(article)
         utterances, chapters = write_script(article, lexicon, publisher)
         cache = ctx.cache_dir or workdir / "cache"
         synth = Synthesizer(m.language, theme.voices, theme.voice_rate, cache)
-        files = {suffix: workdir / f"{article.slug}{suffix}" for suffix in (".mp3", ".m4b", ".vtt", ".transcript.txt")}
+        codecs = codecs_for(theme.audio_formats)
+        suffixes = [f".{codec.container}" for codec in codecs] + [".vtt", ".transcript.txt"]
+        files = {suffix: workdir / f"{article.slug}{suffix}" for suffix in suffixes}
 
         # Encoding is the expensive part: each chapter is encoded while the next ones are spoken, and
         # its encoding is reused for as long as what it is made of does not change.
@@ -58,14 +61,16 @@ class AudioStage:
                   + package_version("pyebur128"))
         sound = []
         spoken = longest_first(utterances)
-        with ChapterEncoder(cache / "encoded", recipe) as encoder:
+        with ChapterEncoder(cache / "encoded", recipe, codecs) as encoder:
             for utterances_of_chapter in chapters_of(spoken):
                 sound.append(encoder.add(utterances_of_chapter, synth))
             encoded, count = encoder.finish()
         sound, encoded = placed(sound, encoded)
         ctx.report["audio"] = {"utterances": len(utterances), "synthesized": synth.synthesized,
-                               "cached": len(utterances) - synth.synthesized, "chapters": len(sound), "encoded": count}
-        files[".vtt"].write_text(webvtt(cues(sound)), encoding="utf-8")
+                               "cached": len(utterances) - synth.synthesized, "chapters": len(sound), "encoded": count,
+                               "containers": list(theme.audio_formats), "encodings": encoder.encoded}
+        # the captions follow the file the large-print page plays: the MP3 if there is one (see the html stage)
+        files[".vtt"].write_text(webvtt(cues(sound, codecs[0])), encoding="utf-8")
         files[".transcript.txt"].write_text(transcript(article, utterances, chapters), encoding="utf-8")
 
         date = m.date_reviewed or m.date_published or time.strftime("%Y-%m-%d", time.gmtime(ctx.epoch))
@@ -73,13 +78,12 @@ class AudioStage:
         tags = {"title": m.title, "artist": publisher, "album": publisher, "date": date, "language": language,
                 "genre": "Speech"}
         titles = [c.title for c in chapters]
-        metadata = {codec: workdir / f"chapters.{codec.name}.txt" for codec in CODECS}
+        metadata = {codec: workdir / f"chapters.{codec.name}.txt" for codec in codecs}
         for codec, path in metadata.items():
             path.write_text(ffmetadata(tags, chapter_times(sound, titles, codec)), encoding="utf-8")
-        targets = {MP3: files[".mp3"], AAC: files[".m4b"]}
-        with ThreadPoolExecutor(max_workers=len(CODECS)) as pool:
-            runs = [pool.submit(mux, [parts[codec] for parts in encoded], codec, metadata[codec], targets[codec],
-                                language) for codec in CODECS]
+        with ThreadPoolExecutor(max_workers=len(codecs)) as pool:
+            runs = [pool.submit(mux, [parts[codec] for parts in encoded], codec, metadata[codec],
+                                files[f".{codec.container}"], language) for codec in codecs]
             for run in runs:
                 run.result()                        # raises the first failure, if any
         for path in metadata.values():

@@ -60,19 +60,25 @@ class Codec:
     the first input sample is heard `delay` samples into the decoded chapter.
     """
     name: str
+    container: str           # the narration file it goes into
     demuxer: str             # ffmpeg's name for the raw stream when it is read back
     priming: int
     delay: int
     args: tuple[str, ...]
 
 
-MP3 = Codec("mp3", "mp3", 1152, 1100, (
+MP3 = Codec("mp3", "mp3", "mp3", 1152, 1100, (
     # LAME's fast mode (-q 7) halves the encoding time; on this speech it is as faithful to the
     # waveform as the default (-q 3): 24 dB signal-to-noise against 22 dB, measured.
     "-c:a", "libmp3lame", "-b:a", "64k", "-compression_level", "7",
     "-write_xing", "0", "-id3v2_version", "0", "-write_id3v1", "0", "-f", "mp3"))
-AAC = Codec("aac", "aac", 1024, 1024, ("-c:a", "aac", "-aac_coder", "fast", "-b:a", "64k", "-f", "adts"))
+AAC = Codec("aac", "m4b", "aac", 1024, 1024, ("-c:a", "aac", "-aac_coder", "fast", "-b:a", "64k", "-f", "adts"))
 CODECS = (MP3, AAC)
+
+
+def codecs_for(containers: Iterable[str]) -> tuple[Codec, ...]:
+    """The encodings the named narration files need ("mp3", "m4b")."""
+    return tuple(codec for codec in CODECS if codec.container in containers)
 
 
 @dataclass(frozen=True)
@@ -251,10 +257,12 @@ class ChapterEncoder:
     Use it as a context manager: leaving it early (a failed synthesis) cancels what has not started.
     """
 
-    def __init__(self, cache: Path, recipe: str):
+    def __init__(self, cache: Path, recipe: str, codecs: tuple[Codec, ...] = CODECS):
         self.cache = cache
         self.cache.mkdir(parents=True, exist_ok=True)
         self.recipe = recipe
+        self.codecs = codecs
+        self.encoded = {codec.name: 0 for codec in CODECS}      # chapters encoded, by codec
         encoders = os.cpu_count() or 1
         self.pool = ThreadPoolExecutor(max_workers=encoders)
         self.room = threading.BoundedSemaphore(encoders + 1)     # chapters being encoded or next in line
@@ -271,7 +279,7 @@ class ChapterEncoder:
         samples, which the encoder holds until it is done with them."""
         made_of = [(speech.key(u.spoken), PAUSES[u.pause]) for u in utterances]
         key = hashlib.sha256(json.dumps([self.recipe, made_of]).encode()).hexdigest()
-        files = {codec: self.cache / f"{key}.{codec.name}" for codec in CODECS}
+        files = {codec: self.cache / f"{key}.{codec.name}" for codec in self.codecs}
         layout = self.cache / f"{key}.json"          # written last: where it is, so are the encodings
         known = self._known(layout, utterances)
         if known and all(path.is_file() for path in files.values()):
@@ -279,8 +287,12 @@ class ChapterEncoder:
             self.jobs.append((files, None))
             return known
         chapter = join(utterances, (speech.wav(u.spoken) for u in utterances))
+        # only the encodings not made yet: an MP3-only build followed by a full one adds the AAC alone
+        missing = {codec: path for codec, path in files.items() if not (known and path.is_file())}
+        for codec in missing:
+            self.encoded[codec.name] += 1
         self.room.acquire()
-        job = self.pool.submit(self._encode, chapter, files, layout)
+        job = self.pool.submit(self._encode, chapter, missing, layout)
         job.add_done_callback(lambda _: self.room.release())          # also when it fails or is cancelled
         self.jobs.append((files, job))
         return replace(chapter, samples=None)
@@ -307,15 +319,16 @@ class ChapterEncoder:
         samples = chapter.samples
         gain = gain_for(loudness(samples))
         size = samples.size
-        branches = ";".join(f"[s{n}]apad=whole_len={size - codec.priming}[o{n}]" for n, codec in enumerate(CODECS))
-        graph = f"[0:a]{limiter(gain)},asplit={len(CODECS)}{''.join(f'[s{n}]' for n in range(len(CODECS)))};{branches}"
+        codecs = list(files)
+        branches = ";".join(f"[s{n}]apad=whole_len={size - codec.priming}[o{n}]" for n, codec in enumerate(codecs))
+        graph = f"[0:a]{limiter(gain)},asplit={len(codecs)}{''.join(f'[s{n}]' for n in range(len(codecs)))};{branches}"
         # apad only pads: the chapter is cut to each encoder's length first, inside its closing pause
         tmp = {codec: path.with_name(f"{path.name}.{os.getpid()}.tmp") for codec, path in files.items()}
         command = [ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", "s16le", "-ar", str(RATE), "-ac", "1",
                    "-i", "pipe:0", "-filter_complex", graph]
-        for n, codec in enumerate(CODECS):
+        for n, codec in enumerate(codecs):
             command += ["-map", f"[o{n}]", "-ac", "1", "-ar", str(RATE), *codec.args, *BITEXACT, str(tmp[codec])]
-        shortest = size - max(codec.priming for codec in CODECS)
+        shortest = size - max(codec.priming for codec in CODECS)      # every codec's: the same sound for each
         try:
             with helper_slot():
                 done = subprocess.run(command, input=memoryview(samples[:shortest]).cast("B"), capture_output=True,
