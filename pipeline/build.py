@@ -263,7 +263,8 @@ def _publish(job: Job) -> None:
         for path in result.paths:
             entries.append({"format": result.name, "path": path.name,
                             "sha256": sha256(path), "bytes": path.stat().st_size})
-        prints[result.name] = {"fingerprint": result.fingerprint}
+        prints[result.name] = {"fingerprint": result.fingerprint,     # and what the stage says it was made with
+                               **{k: v for k, v in result.report.items() if k == "voice"}}
     for result in built:
         placed = []
         for path in result.paths:
