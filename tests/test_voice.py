@@ -74,11 +74,17 @@ def test_the_length_guard_refuses_speech_the_rate_check_cannot_see(tmp_path):
     """Here the first utterance is spoken at 400 words a minute after the rate was read back as right:
     only its length gives it away (about 0.4 of what its letters at 165 words a minute take)."""
     report, _ = narrate(copy_fixture(tmp_path), env={"PUBLISH_TEST_WRONG_RATE": "400!"})
-    assert report["refused"] == 1
-    from pipeline.stages.audio.synth import length_is_plausible, speech_seconds
-    theme = load_theme(THEME)
-    for wav in (tmp_path / "cache" / "speech").glob("*.wav"):     # every cached utterance passes the guard
-        assert speech_seconds(wav) > 0.3, wav
+    assert report["refused"] == 1 and report["synthesized"] == report["utterances"]
+    from pipeline.stages.audio.script import write_script
+    from pipeline.stages.audio.synth import length_is_plausible, speech_seconds, Synthesizer
+    from pipeline.stages.audio.lexicon import load_lexicon
+    article, theme = load_article(FOLATE), load_theme(THEME)
+    utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
+    synth = Synthesizer(choose("system", theme.voices, "en", theme.root), "en", theme.voice_rate, tmp_path / "cache")
+    for utterance in utterances:                  # what was cached is each utterance at the right rate
+        seconds = speech_seconds(synth.cache / f"{synth.key(utterance.spoken)}.wav")
+        assert length_is_plausible(utterance.spoken, seconds, theme.voice_rate, "system")
+        assert not length_is_plausible(utterance.spoken, seconds * 165 / 400, theme.voice_rate, "system")
 
 
 def test_speech_is_the_same_from_a_clean_cache_and_a_partly_deleted_one(tmp_path):
@@ -118,6 +124,7 @@ def test_a_full_cache_disk_ends_the_build_with_a_clear_error_in_bounded_time(tmp
     assert result.returncode not in (0, 70), result.stderr
     assert "Traceback" not in result.stderr
     assert "No space left on device" in result.stderr and "--cache" in result.stderr, result.stderr
+    assert "speech" in result.stderr.split("error:")[0]            # the message names the cache folder
     assert not (tmp_path / "out" / FOLATE.stem).exists()
 
 

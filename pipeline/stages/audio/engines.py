@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import queue
 import re
 import shutil
@@ -118,7 +119,10 @@ def file_sha256(path: Path) -> str:
 
 
 def piper_program() -> str:
+    """Piper's program: on the PATH, or beside this Python in a virtual environment that is not activated."""
     program = shutil.which("piper")
+    if not program and sys.prefix != sys.base_prefix:
+        program = shutil.which("piper", path=str(Path(sys.executable).parent))
     if not program:
         raise MissingTool("piper (the piper-tts speech engine)", PIPER_INSTALL, "the neural narration (--voice-engine piper)")
     return program
@@ -217,6 +221,8 @@ class SystemEngine:
     def speak(self, text: str, wav: Path) -> None:
         answer = json.loads(self.helper.ask(json.dumps({"text": text, "wav": str(wav)}), UTTERANCE_TIMEOUT,
                                             "speaking an utterance"))
+        if answer.get("errno"):                  # the file could not be written: the cache's problem, not the engine's
+            raise OSError(answer["errno"], os.strerror(answer["errno"]), str(wav))
         if "error" in answer:
             raise self.helper.failed(f"failed: {answer['error']}")
         if answer.get("rate") != self.rate:

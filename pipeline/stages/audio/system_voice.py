@@ -24,6 +24,7 @@ Why a process of its own, spoken to through pipes:
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -135,9 +136,9 @@ def main(argv: list[str]) -> int:
 
 def _speak_one(speaker: EspeakSpeaker, request: dict) -> int:
     """Speak one request into its WAV file and answer; the return value is the child's exit status."""
+    tmp = f"{request['wav']}.part"
     try:
         pcm, rate = speaker.speak(request["text"])
-        tmp = f"{request['wav']}.part"
         with wave.open(tmp, "wb") as out:
             out.setnchannels(1)
             out.setsampwidth(2)
@@ -145,7 +146,9 @@ def _speak_one(speaker: EspeakSpeaker, request: dict) -> int:
             out.writeframes(pcm)
         os.replace(tmp, request["wav"])
     except Exception as exc:
-        _answer({"error": f"{type(exc).__name__}: {exc}"})
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        _answer({"error": f"{type(exc).__name__}: {exc}", "errno": getattr(exc, "errno", None)})
         return 1
     _answer({"samples": len(pcm) // 2, "rate": rate})
     return 0
