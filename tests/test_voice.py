@@ -165,7 +165,10 @@ def test_a_neural_narration_passes_every_audio_check(piper_builds):
     seconds = decoded_seconds(folder / f"{FOLATE.stem}.mp3")
     assert words / 165 * 60 * 0.8 < seconds < words / 165 * 60 * 1.8, (words, seconds)
     tags = ID3(folder / f"{FOLATE.stem}.mp3")
-    assert "en_US-joe-medium" in str(tags.getall("COMM")[0]) and "piper" in str(tags.getall("COMM")[0])
+    assert str(tags["TCOM"]) == "en_US-joe-medium (piper speech engine)"       # players show it as the narrator
+    m4b_tags = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags", "-of", "json",
+                                          str(folder / f"{FOLATE.stem}.m4b")], capture_output=True, text=True).stdout)
+    assert m4b_tags["format"]["tags"]["composer"] == "en_US-joe-medium (piper speech engine)"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["stages"]["audio"]["voice"] == {"engine": "piper", "name": "en_US-joe-medium"}
 

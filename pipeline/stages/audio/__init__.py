@@ -81,7 +81,10 @@ class AudioStage:
         date = m.date_reviewed or m.date_published or time.strftime("%Y-%m-%d", time.gmtime(ctx.epoch))
         language = iso639_2(m.language)
         tags = {"title": m.title, "artist": publisher, "album": publisher, "date": date, "language": language,
-                "genre": "Speech", "comment": f"Narrated by the voice {voice.voice} ({voice.engine} speech engine)"}
+                "genre": "Speech",
+                # the narrator: audiobook players (Audiobookshelf among them) read it from the composer tag
+                "composer": f"{voice.voice} ({voice.engine} speech engine)",
+                "comment": f"Narrated by the voice {voice.voice} ({voice.engine} speech engine)"}
         titles = [c.title for c in chapters]
         metadata = {codec: workdir / f"chapters.{codec.name}.txt" for codec in CODECS}
         for codec, path in metadata.items():
