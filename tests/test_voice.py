@@ -235,3 +235,33 @@ def test_a_voice_model_file_from_the_theme_folder(tmp_path):
     from pipeline.stages.audio.engines import file_sha256
     file_sha256.cache_clear()
     assert choice.identity(165) != packaged.replace("voice en_US-joe-medium", "voice voices/clinic.onnx")
+
+
+def test_a_language_without_a_neural_voice_is_narrated_by_the_system_voice_with_a_warning(tmp_path):
+    source = tmp_path / "acide-folique.yaml"
+    source.write_text("title: L'acide folique\nlanguage: fr\nbody:\n  - p: Prenez-en chaque jour.\n")
+    report, stderr = narrate(source, "--voice-engine", "piper")
+    assert report["voice"]["engine"] == "system" and report["synthesized"] == report["utterances"]
+    assert "warning: no neural voice for the language `fr`" in stderr
+
+
+def test_check_warns_about_capital_abbreviations_no_one_expands(tmp_path):
+    source = tmp_path / "scan.yaml"
+    source.write_text("title: Your scan\nlanguage: en\nabbreviations:\n  - text: CT\n    expansion: computed tomography\n"
+                      "body:\n  - p: Ask your GP whether you need an MRI, a CT scan or NSAIDs for COPDs. The NHS pays.\n")
+    result = run_publish("check", str(source))
+    assert result.returncode == 0, result.stderr
+    warned = re.findall(r"may not say `(\w+)`", result.stderr)
+    assert warned == ["MRI", "COPDs", "NHS"]     # GP is short, CT expanded, NSAIDs in the theme's lexicon
+    assert "abbreviations:" in result.stderr
+
+
+def test_the_theme_names_a_known_engine(tmp_path):
+    theme = tmp_path / "themes" / "mine"
+    shutil.copytree(THEME, theme)
+    settings = theme / "theme.yaml"
+    settings.write_text(settings.read_text().replace("engine: system", "engine: neural"))
+    from pipeline.errors import PublishError
+    with pytest.raises(PublishError) as raised:
+        load_theme(theme)
+    assert re.search(r"theme\.yaml:\d+:\d+: error: .*engine", raised.value.format()), raised.value.format()
