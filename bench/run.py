@@ -13,6 +13,13 @@ It measures, on the B12 article, with the median of several runs:
   (e) a batch of N generated variants of the article, against N × (a);
   (f) peak memory (PSS) of the whole process tree during (a) and (e).
 It prints a table and writes bench/results.json.
+
+    python3 bench/run.py --voices
+
+measures each speech engine instead (bench/voices.json), on the short
+article of the voice tests: CPU seconds per minute of speech, publish's
+synthesis against the engine's own command-line program on the same
+sentences, a cold narration and a one-sentence edit.
 """
 from __future__ import annotations
 
@@ -152,9 +159,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement (median is reported)")
     parser.add_argument("--batch", type=int, default=100, help="articles in the batch measurement (e)")
+    parser.add_argument("--voices", action="store_true", help="measure the speech engines instead")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="publish-bench-"))
     try:
+        if args.voices:
+            voices = measure_voices(work)
+            (ROOT / "bench" / "voices.json").write_text(json.dumps(voices, indent=2) + "\n")
+            print(json.dumps(voices, indent=2))
+            return
         results = measure(work, args.runs, args.batch)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -219,6 +232,71 @@ def measure(work: Path, runs: int, batch: int) -> dict:
         "b_peer_peak_mib": round(b_peak, 1),
         "targets": TARGETS,
     }
+
+
+VOICE_ARTICLE = ROOT / "tests" / "fixtures" / "voice" / "folate.yaml"
+
+
+def children_cpu() -> float:
+    """CPU seconds (user and system) of every finished child process so far."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_voices(work: Path) -> dict:
+    sys.path.insert(0, str(ROOT))
+    from pipeline.source import load_article
+    from pipeline.stages.audio.engines import PIPER_NOISE, choose, config_of, length_scale, piper_program
+    from pipeline.stages.audio.lexicon import load_lexicon
+    from pipeline.stages.audio.script import write_script
+    from pipeline.stages.audio.synth import Synthesizer
+    from pipeline.theme import load_theme
+    theme, article = load_theme(ROOT / "themes" / "default"), load_article(VOICE_ARTICLE)
+    utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
+    lines = work / "sentences.txt"
+    lines.write_text("\n".join(" ".join(u.spoken.split()) for u in utterances) + "\n")
+    results = {}
+    for engine in ("system", "piper"):
+        choice = choose(engine, theme.voices, "en", theme.root)
+        # publish's synthesis alone (helper processes included), then the engine's own program on the same lines
+        started, cpu = time.perf_counter(), children_cpu() + time.process_time()
+        synth = Synthesizer(choice, "en", theme.voice_rate, work / f"speech-{engine}")
+        wavs = [synth.wav(u.spoken) for u in utterances]
+        synth.close()
+        ours = children_cpu() + time.process_time() - cpu
+        ours_wall = time.perf_counter() - started
+        if engine == "piper":
+            own = [piper_program(), "--model", str(choice.model), "--config", str(config_of(choice.model)),
+                   "--input-file", str(lines), "--output-file", str(work / "own.wav"),
+                   "--length-scale", str(length_scale(theme.voice_rate)),
+                   "--noise-scale", str(PIPER_NOISE), "--noise-w-scale", str(PIPER_NOISE)]
+        else:
+            own = ["espeak-ng", "-v", "en-us", "-s", str(theme.voice_rate), "-f", str(lines), "-w", str(work / "own.wav")]
+        cpu = children_cpu()
+        subprocess.run(own, check=True, capture_output=True)
+        theirs = children_cpu() - cpu
+        import wave
+        speech = sum(wave.open(str(w)).getnframes() / wave.open(str(w)).getframerate() for w in wavs)
+        # a cold narration of the article, and a one-sentence edit
+        folder = work / f"article-{engine}"
+        folder.mkdir()
+        source = folder / VOICE_ARTICLE.name
+        shutil.copy(VOICE_ARTICLE, source)
+        build = publish(str(source), "--format", "audio", "--voice-engine", engine, "--out", str(folder / "out"),
+                        "--cache", str(folder / "cache"), "--quiet", "--report", str(folder / "report.json"))
+        cold, _ = timed(build)
+        source.write_text(source.read_text().replace("Beans, peas and lentils.", "Beans, peas and chickpeas."))
+        edit, _ = timed(build)
+        results[engine] = {
+            "voice": choice.voice, "speech_s": round(speech, 1),
+            "cpu_s_per_minute_of_speech": round(ours / speech * 60, 2),
+            "synthesis_wall_s": round(ours_wall, 2),
+            "overhead_over_own_cli": round(ours / theirs - 1, 3),
+            "cold_narration_s": round(cold, 2), "one_sentence_edit_s": round(edit, 2),
+            "edit_synthesized": report_of(folder / "report.json")["articles"][0]["stages"][0]["synthesized"],
+        }
+    return results
 
 
 def print_table(r: dict) -> None:
