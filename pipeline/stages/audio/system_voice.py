@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import json
 import os
 import sys
@@ -92,8 +93,8 @@ class EspeakSpeaker:
             return 1                          # espeak-ng: abort this synthesis
 
     def speak(self, text: str) -> tuple[bytes, int]:
-        """The utterance's samples, and the rate the engine was set to when it spoke them (read back)."""
-        self._settings()
+        """The utterance's samples, and the rate the engine was set to when it spoke them (read back).
+        Voice and rate were set before the fork, in synchronous mode, where nothing can drop them."""
         fault = os.environ.get("PUBLISH_TEST_WRONG_RATE", "")     # tests: as if the rate had been dropped
         if fault and not fault.endswith("!"):
             self.espeak.SetParameter(self.espeak.RATE, int(fault), 0)
@@ -117,6 +118,7 @@ def main(argv: list[str]) -> int:
         _answer({"error": f"{type(exc).__name__}: {exc}"})
         return 1
     _answer({"voice": speaker.voice, "rate": speaker.rate})
+    gc.freeze()             # the children share this process's memory: the collector must not touch (copy) it
     for line in sys.stdin:
         request = json.loads(line)
         # Each utterance is spoken in a child forked from this process as it was before any speech, so
@@ -126,6 +128,7 @@ def main(argv: list[str]) -> int:
         sys.stdout.flush()
         child = os.fork()
         if child == 0:
+            gc.disable()
             os._exit(_speak_one(speaker, request))
         _, status = os.waitpid(child, 0)
         if os.waitstatus_to_exitcode(status) < 0:
