@@ -265,3 +265,22 @@ def test_the_theme_names_a_known_engine(tmp_path):
     with pytest.raises(PublishError) as raised:
         load_theme(theme)
     assert re.search(r"theme\.yaml:\d+:\d+: error: .*engine", raised.value.format()), raised.value.format()
+
+
+def test_a_crashed_engine_ends_the_command_with_its_own_words(tmp_path):
+    """An engine that dies mid-sentence is reported by name with what it said last, not a hang or a traceback."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("ffmpeg", "espeak-ng"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    crash = bin_dir / "piper"
+    crash.write_text("#!/bin/sh\nread line\necho 'onnxruntime: out of memory' >&2\nkill -SEGV $$\n")
+    crash.chmod(0o755)
+    started = time.monotonic()
+    result = run_publish("say", "hello", "--voice-engine", "piper", "--out", str(tmp_path / "x.mp3"),
+                         env={"PATH": str(bin_dir)}, timeout=120)
+    assert time.monotonic() - started < 60
+    assert result.returncode == 1, result.stderr
+    assert "the piper speech engine ended while speaking an utterance" in result.stderr
+    assert "out of memory" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.mp3").exists()

