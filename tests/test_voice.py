@@ -62,7 +62,8 @@ def test_a_wrong_rate_utterance_is_refused_spoken_again_and_never_cached(tmp_pat
     faulty = tmp_path / "faulty"
     faulty.mkdir()
     report, _ = narrate(copy_fixture(faulty), env={"PUBLISH_TEST_WRONG_RATE": "200"})
-    assert report["refused"] == 1 and report["synthesized"] == report["utterances"]
+    # (each engine started speaks its first utterance at the wrong rate: one per core at most)
+    assert 1 <= report["refused"] <= os.cpu_count() and report["synthesized"] == report["utterances"]
     for suffix in (".mp3", ".m4b", ".vtt"):
         name = f"{FOLATE.stem}{suffix}"
         assert (faulty / "out" / FOLATE.stem / name).read_bytes() == (clean / "out" / FOLATE.stem / name).read_bytes()
@@ -74,7 +75,7 @@ def test_the_length_guard_refuses_speech_the_rate_check_cannot_see(tmp_path):
     """Here the first utterance is spoken at 400 words a minute after the rate was read back as right:
     only its length gives it away (about 0.4 of what its letters at 165 words a minute take)."""
     report, _ = narrate(copy_fixture(tmp_path), env={"PUBLISH_TEST_WRONG_RATE": "400!"})
-    assert report["refused"] == 1 and report["synthesized"] == report["utterances"]
+    assert 1 <= report["refused"] <= os.cpu_count() and report["synthesized"] == report["utterances"]
     from pipeline.stages.audio.script import write_script
     from pipeline.stages.audio.synth import length_is_plausible, speech_seconds, Synthesizer
     from pipeline.stages.audio.lexicon import load_lexicon

@@ -301,7 +301,7 @@ class ChapterEncoder:
             mark_used(layout, *files.values())
             self.jobs.append((files, None))
             return known
-        chapter = join(utterances, (speech.wav(u.spoken) for u in utterances))
+        chapter = join(utterances, speech.wavs([u.spoken for u in utterances]))
         self.room.acquire()
         job = self.pool.submit(self._encode, chapter, files, layout)
         job.add_done_callback(lambda _: self.room.release())          # also when it fails or is cancelled

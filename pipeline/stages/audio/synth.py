@@ -19,8 +19,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import queue
 import re
+import threading
 import wave
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from ...cache import mark_used
@@ -67,7 +70,10 @@ def length_is_plausible(text: str, seconds: float, rate: int, engine: str) -> bo
 
 
 class Synthesizer:
-    def __init__(self, choice: VoiceChoice, language: str, rate: int, cache_dir: Path):
+    """Speech for texts, from the cache or spoken by up to *parallel* engines at once (one per core by default).
+    Engines start when the first text must be spoken: a one-sentence edit starts one."""
+
+    def __init__(self, choice: VoiceChoice, language: str, rate: int, cache_dir: Path, parallel: int | None = None):
         self.choice, self.language, self.rate = choice, language, rate
         self.identity = choice.identity(rate)
         self.cache = cache_dir / "speech"
@@ -75,12 +81,22 @@ class Synthesizer:
             self.cache.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise cache_error(self.cache, exc) from None
-        self.engine = None                  # started when the first utterance must be spoken
+        self.parallel = max(1, parallel or os.cpu_count() or 1)
+        self.engines: list = []                          # every engine started, idle or not
+        self.idle: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=self.parallel)
         self.synthesized = 0
         self.refused = 0                    # utterances spoken again after failing the checks
 
     def key(self, text: str) -> str:
         return hashlib.sha256("\0".join((text, self.identity)).encode()).hexdigest()
+
+    def wavs(self, texts: list[str]) -> list[Path]:
+        """The WAV of each text, those not cached spoken side by side; the first failure, once all have ended."""
+        runs = [self.pool.submit(self.wav, text) for text in texts]
+        wait(runs)
+        return [run.result() for run in runs]
 
     def wav(self, text: str) -> Path:
         """The cached WAV of *text*, synthesizing it only if it is not cached yet."""
@@ -88,37 +104,68 @@ class Synthesizer:
         if target.is_file():
             mark_used(target)
             return target
-        if self.engine is None:
-            self.engine = engines.start(self.choice, self.language, self.rate, self.cache / f"piper.{os.getpid()}.tmp")
-        tmp = target.with_name(f"{target.stem}.{os.getpid()}.tmp.wav")
+        engine = self._engine()
+        tmp = target.with_name(f"{target.stem}.{os.getpid()}.{threading.get_ident()}.tmp.wav")
         try:
-            for attempt in range(ATTEMPTS):
-                try:
-                    self.engine.speak(text, tmp)
-                    seconds = speech_seconds(tmp)
-                    if not length_is_plausible(text, seconds, self.rate, self.choice.engine):
-                        raise WrongLength(f"{seconds:.2f} s of speech where about "
-                                          f"{expected_seconds(text, self.rate, self.choice.engine):.2f} s were expected")
-                    break
-                except (WrongRate, WrongLength) as exc:
-                    self.refused += 1
-                    if attempt + 1 == ATTEMPTS:
-                        raise PublishError(Problem("publish", 0, 0, f"the {self.choice.engine} speech engine spoke "
-                                                   f"“{text[:60]}” wrongly twice ({describe(exc, self.rate)})",
-                                                   "run the build again; if it fails again, report it with the "
-                                                   "sentence")) from None
+            self._speak(engine, text, tmp)
             os.replace(tmp, target)              # atomic: a cache entry is whole or absent
         except OSError as exc:
             raise cache_error(self.cache, exc) from None
         finally:
             tmp.unlink(missing_ok=True)
-        self.synthesized += 1
+            self.idle.put(engine)                # (one that failed fails the next text at once: none waits for ever)
+        with self.lock:
+            self.synthesized += 1
         return target
 
+    def _speak(self, engine, text: str, tmp: Path) -> None:
+        """Speak *text* into *tmp*, checked: a wrong rate or length is spoken again, a second time is an error."""
+        for attempt in range(ATTEMPTS):
+            try:
+                engine.speak(text, tmp)
+                seconds = speech_seconds(tmp)
+                if not length_is_plausible(text, seconds, self.rate, self.choice.engine):
+                    raise WrongLength(f"{seconds:.2f} s of speech where about "
+                                      f"{expected_seconds(text, self.rate, self.choice.engine):.2f} s were expected")
+                break
+            except (WrongRate, WrongLength) as exc:
+                with self.lock:
+                    self.refused += 1
+                if attempt + 1 == ATTEMPTS:
+                    raise PublishError(Problem("publish", 0, 0, f"the {self.choice.engine} speech engine spoke "
+                                               f"“{text[:60]}” wrongly twice ({describe(exc, self.rate)})",
+                                               "run the build again; if it fails again, report it with the "
+                                               "sentence")) from None
+
+    def _engine(self):
+        """An idle engine, or a new one while fewer than *parallel* run."""
+        with self.lock:
+            if self.idle.empty() and len(self.engines) < self.parallel:
+                number = len(self.engines)
+                self.engines.append(None)        # its place, taken before it starts (which takes a moment)
+            else:
+                number = None
+        if number is None:
+            engine = self.idle.get()
+            if isinstance(engine, Exception):    # no engine could start: every text fails alike
+                self.idle.put(engine)
+                raise engine
+            return engine
+        try:
+            engine = engines.start(self.choice, self.language, self.rate,
+                                   self.cache / f"piper.{os.getpid()}.{number}.tmp")
+        except Exception as exc:
+            self.idle.put(exc)
+            raise
+        self.engines[number] = engine
+        return engine
+
     def close(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
-            self.engine = None
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        for engine in self.engines:
+            if engine is not None:
+                engine.close()
+        self.engines = []
 
 
 def describe(exc: Exception, rate: int) -> str:
