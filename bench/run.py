@@ -17,6 +17,13 @@ builds that are compared are timed alternately):
   (g)  growth: the article repeated 1, 4 and 16 times; time per 1,000 words and peak memory;
   (h)  a batch of many small generated articles: CPU use over time, cache size, peak memory.
 Each run prints its table and appends it to bench/results.json with the machine's core count.
+
+    python3 bench/run.py --voices
+
+measures each speech engine instead (bench/voices.json), on the short
+article of the voice tests: CPU seconds per minute of speech, publish's
+synthesis against the engine's own command-line program on the same
+sentences, a cold narration and a one-sentence edit.
 """
 from __future__ import annotations
 
@@ -464,12 +471,80 @@ def append_results(entry: dict) -> None:
     RESULTS.write_text(json.dumps([*previous, entry], indent=2) + "\n")
 
 
+VOICE_ARTICLE = ROOT / "tests" / "fixtures" / "voice" / "folate.yaml"
+
+
+def children_cpu() -> float:
+    """CPU seconds (user and system) of every finished child process so far."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_voices(work: Path) -> dict:
+    sys.path.insert(0, str(ROOT))
+    from pipeline.source import load_article
+    from pipeline.stages.audio.engines import PIPER_NOISE, choose, config_of, length_scale, piper_program
+    from pipeline.stages.audio.lexicon import load_lexicon
+    from pipeline.stages.audio.script import write_script
+    from pipeline.stages.audio.synth import Synthesizer
+    from pipeline.theme import load_theme
+    theme, article = load_theme(ROOT / "themes" / "default"), load_article(VOICE_ARTICLE)
+    utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
+    lines = work / "sentences.txt"
+    lines.write_text("\n".join(" ".join(u.spoken.split()) for u in utterances) + "\n")
+    results = {}
+    for engine in ("system", "piper"):
+        choice = choose(engine, theme.voices, "en", theme.root)
+        # publish's synthesis alone (helper processes included), then the engine's own program on the same lines
+        started, cpu = time.perf_counter(), children_cpu() + time.process_time()
+        synth = Synthesizer(choice, "en", theme.voice_rate, work / f"speech-{engine}")
+        wavs = [synth.wav(u.spoken) for u in utterances]
+        synth.close()
+        ours = children_cpu() + time.process_time() - cpu
+        ours_wall = time.perf_counter() - started
+        if engine == "piper":
+            own = [piper_program(), "--model", str(choice.model), "--config", str(config_of(choice.model)),
+                   "--input-file", str(lines), "--output-file", str(work / "own.wav"),
+                   "--length-scale", str(length_scale(theme.voice_rate)),
+                   "--noise-scale", str(PIPER_NOISE), "--noise-w-scale", str(PIPER_NOISE)]
+        else:
+            own = ["espeak-ng", "-v", "en-us", "-s", str(theme.voice_rate), "-f", str(lines), "-w", str(work / "own.wav")]
+        cpu = children_cpu()
+        subprocess.run(own, check=True, capture_output=True)
+        theirs = children_cpu() - cpu
+        import wave
+        speech = sum(wave.open(str(w)).getnframes() / wave.open(str(w)).getframerate() for w in wavs)
+        # a cold narration of the article, and a one-sentence edit
+        folder = work / f"article-{engine}"
+        folder.mkdir()
+        source = folder / VOICE_ARTICLE.name
+        shutil.copy(VOICE_ARTICLE, source)
+        report = folder / "report.json"
+        build = publish([source], folder / "out", folder / "cache", "--format", "audio", "--voice-engine", engine,
+                        "--report", str(report))
+        cold = timed(build).wall
+        source.write_text(source.read_text().replace("Beans, peas and lentils.", "Beans, peas and chickpeas."))
+        edit_run = timed(build, report=report)
+        edit = edit_run.wall
+        results[engine] = {
+            "voice": choice.voice, "speech_s": round(speech, 1),
+            "cpu_s_per_minute_of_speech": round(ours / speech * 60, 2),
+            "synthesis_wall_s": round(ours_wall, 2),
+            "overhead_over_own_cli": round(ours / theirs - 1, 3),
+            "cold_narration_s": round(cold, 2), "one_sentence_edit_s": round(edit, 2),
+            "edit_synthesized": edit_run.report["articles"][0]["stages"][0]["synthesized"],
+        }
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="a,c,d,e,f,g,h", help="the parts to run, e.g. a,g (default: all)")
     parser.add_argument("--runs", type=int, default=5, help="runs per timed measurement (the median is reported)")
     parser.add_argument("--batch", type=int, default=100, help="articles in the batch (e)")
     parser.add_argument("--small", type=int, default=1000, help="small articles in the batch (h); it takes long")
+    parser.add_argument("--voices", action="store_true", help="measure the speech engines instead")
     args = parser.parse_args()
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = set(parts) - set("acdefgh")
@@ -478,6 +553,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="publish-bench-"))
     bench = Bench(work, args.runs, args.batch, args.small)
     try:
+        if args.voices:
+            voices = measure_voices(work)
+            (ROOT / "bench" / "voices.json").write_text(json.dumps(voices, indent=2) + "\n")
+            print(json.dumps(voices, indent=2))
+            return
         for part in "acdefgh":
             if part in parts:
                 getattr(bench, f"part_{part}")()

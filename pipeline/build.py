@@ -264,9 +264,9 @@ def _publish(job: Job) -> None:
         for path in result.paths:
             entries.append({"format": result.name, "path": path.name,
                             "sha256": sha256(path), "bytes": path.stat().st_size})
-        prints[result.name] = {"fingerprint": result.fingerprint}
-        if "containers" in result.report:          # which narration files were made (mp3, m4b)
-            prints[result.name]["containers"] = result.report["containers"]
+        # and what the stage says it was made with: the narration's files (mp3, m4b) and its voice
+        prints[result.name] = {"fingerprint": result.fingerprint,
+                               **{k: v for k, v in result.report.items() if k in ("containers", "voice")}}
     for result in built:
         placed = []
         for path in result.paths:

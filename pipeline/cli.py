@@ -56,6 +56,8 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--theme", default="default", metavar="NAME", help="theme folder under themes/ (default: default)")
     build.add_argument("--out", default=None, metavar="DIR", help="output folder (default: output/)")
     build.add_argument("--paper", choices=("a4", "letter"), help="paper size of the PDF (default: the theme's)")
+    build.add_argument("--voice-engine", choices=("system", "piper"), default=None,
+                       help="speech engine of the narration: system (pyttsx3) or piper (neural) (default: the theme's)")
     build.add_argument("--cache", default=None, metavar="DIR", help="folder for caches such as synthesized speech (default: .cache/)")
     build.add_argument("--cache-limit", default=cache.DEFAULT_LIMIT, type=_size, metavar="SIZE",
                        help="keep the cache within SIZE, removing what was used longest ago (default: 2G)")
@@ -79,6 +81,15 @@ def make_parser() -> argparse.ArgumentParser:
                            description="Validate articles and the theme; print every problem found.")
     check.add_argument("sources", nargs="+", metavar="SOURCE", help="article YAML files")
     check.add_argument("--theme", default="default", metavar="NAME", help="theme folder under themes/")
+
+    say = sub.add_parser("say", help="speak a word or sentence, to hear how the narration will say it",
+                         description="Speak TEXT through the theme's lexicon and voice into an MP3 file.")
+    say.add_argument("text", metavar="TEXT", help="what to say, e.g. a drug name")
+    say.add_argument("--theme", default="default", metavar="NAME", help="theme folder under themes/")
+    say.add_argument("--language", default="en", metavar="TAG", help="language of the text (default: en)")
+    say.add_argument("--voice-engine", choices=("system", "piper"), default=None,
+                     help="speech engine: system or piper (default: the theme's)")
+    say.add_argument("--out", default="say.mp3", metavar="FILE", help="the MP3 file to write (default: say.mp3)")
     return parser
 
 
@@ -192,6 +203,9 @@ def run(args: argparse.Namespace) -> int:
                 return max(error.exit_code for error in args.missing)
             if args.jobs is not None and args.jobs < 1:
                 raise UsageError("--jobs must be at least 1")
+        if args.command == "say":
+            from .pronounce import say
+            return say(args, theme_dir)
         sources = find_sources(args.sources, root)
     except UsageError as exc:
         print(f"publish: error: {exc}", file=sys.stderr)
@@ -216,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
             print(exc.format(), file=sys.stderr)
             return exc.exit_code
         options = (f"formats {','.join(formats)}; audio {','.join(args.audio_formats or ['theme'])}; "
-                   f"theme {args.theme}; paper {args.paper or 'theme'}")
+                   f"theme {args.theme}; paper {args.paper or 'theme'}; voice engine {args.voice_engine or 'theme'}")
         try:
             shared = stamp.shared_key(theme_dir, options, epoch)
             keys = {display_name(path): stamp.key(path, shared) for path in sources}
@@ -249,6 +263,8 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
             theme = replace(theme, paper=args.paper)
         if getattr(args, "audio_formats", None):
             theme = replace(theme, audio_formats=args.audio_formats)
+        if getattr(args, "voice_engine", None):
+            theme = replace(theme, voice_engine=args.voice_engine)
     except PublishError as exc:
         print(exc.format(), file=sys.stderr)
         return exc.exit_code
@@ -265,6 +281,11 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
             continue
         if args.command == "check":
             print(f"{name}: ok ({sum(1 for _ in article.sentences())} sentences, {len(article.outline())} headings)")
+            from .pronounce import unexpanded_abbreviations
+            for word in unexpanded_abbreviations(article, theme):
+                print(f"{name}: warning: the narration may not say `{word}` sensibly\n  how to fix: add it under "
+                      f"`abbreviations:` with its expansion, or to the theme's lexicon with how to say it",
+                      file=sys.stderr)
         articles.append((name, article))
     if args.command == "check" or not articles:
         return status
@@ -347,6 +368,9 @@ def _report(args: argparse.Namespace, jobs: list[Job], status: int, progress) ->
     for job in jobs:
         if job.article is None:            # found current by its stamp: the build had nothing to say yet
             progress.article_finished(job)
+        for name, result in job.stages.items():
+            for warning in result.report.get("warnings", []):
+                print(f"{job.source_label}: warning: {warning}", file=sys.stderr)
         errors = [job.error] if job.error else []
         errors += [r.error for r in job.stages.values() if r.error]
         for error in errors:

@@ -41,7 +41,8 @@ def _check_palette(palette: LDict, errors: Errors, where: str) -> None:
 
 
 class VoiceMap(Spec):
-    """Language tag → espeak-ng voice name; any language may be listed."""
+    """Language tag → voice: an espeak-ng voice (`en-us`), a Piper voice (`en_US-joe-medium`) or a Piper model
+    file relative to the theme folder (`voices/my-voice.onnx`); any language may be listed."""
 
     description = "a mapping of language to voice"
 
@@ -50,7 +51,7 @@ class VoiceMap(Spec):
             errors.add(value, f"`{where}` must be a mapping of language to voice, e.g. `en: en-us`",
                        "write one `language: voice` line per language")
             return None
-        return {str(k): Text(min_length=1, max_length=60).check(v, errors, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): Text(min_length=1, max_length=300).check(v, errors, f"{where}.{k}") for k, v in value.items()}
 
 
 PALETTE = Record({role: Field(HEX_COLOUR, required=True) for role in COLOUR_ROLES},
@@ -81,6 +82,7 @@ THEME = Record({
         "page_number": Field(Text(choices=("bottom", "top")), default="bottom"),
     }, description="braille page settings"), default=None),
     "voice": Field(Record({
+        "engine": Field(Text(choices=("system", "piper")), default="system"),
         "rate": Field(Integer(minimum=80, maximum=400), default=165),
         "voices": Field(VoiceMap(), default={}),
     }, description="voice settings"), default=None),
@@ -124,6 +126,7 @@ class Theme:
     voices: dict
     braille: dict                    # cells_per_line, lines_per_page, page_number ("bottom" or "top")
     audio_formats: tuple[str, ...] = AUDIO_CONTAINERS     # the narration files a build makes (mp3, m4b)
+    voice_engine: str = "system"        # "system" (pyttsx3) or "piper" (neural); --voice-engine overrides it
 
     def file(self, relative: str) -> Path:
         """A file inside the theme folder (refusing anything that resolves outside it)."""
@@ -198,14 +201,14 @@ def load_theme(root: Path) -> Theme:
             raise PublishError(Problem(str(settings_file), src.line, src.column, "the logo has no alt text",
                                        "add `alt:` (e.g. the clinic's name) or `decorative: true`"))
         logo = Logo(target, str(org["logo"]["alt"]), org["logo"]["decorative"])
-    voice = data["voice"] or {"rate": 165, "voices": {}}
+    voice = data["voice"] or {"rate": 165, "voices": {}, "engine": "system"}
     braille = data["braille"] or {"cells_per_line": 40, "lines_per_page": 25, "page_number": "bottom"}
     return Theme(
         name=str(data["name"]), root=root, settings=data,
         organisation=str(org["name"]), contact=str(org["contact"]), logo=logo,
         accessibility_summary=str(data["accessibility_summary"]), paper=str(data["paper"]),
         colours={name: {role: str(v) for role, v in palette.items()} for name, palette in data["colours"].items()},
-        voice_rate=voice["rate"] or 165, voices=dict(voice["voices"] or {}),
+        voice_rate=voice["rate"] or 165, voices=dict(voice["voices"] or {}), voice_engine=voice["engine"] or "system",
         braille={"cells_per_line": int(braille["cells_per_line"]), "lines_per_page": int(braille["lines_per_page"]),
                  "page_number": str(braille["page_number"])},
         audio_formats=audio_containers(data["audio_formats"] or AUDIO_CONTAINERS),

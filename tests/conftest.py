@@ -30,13 +30,13 @@ def run_publish(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: 
                           capture_output=True, text=True, timeout=timeout, input=input)
 
 
-def narrate(source: Path, *extra: str) -> tuple[dict, str]:
+def narrate(source: Path, *extra: str, env: dict | None = None) -> tuple[dict, str]:
     """Build the narration of *source* alone, into out/ with its cache in cache/ beside it; returns the audio
     stage's report and what the command printed on its error output."""
     folder = source.parent
     report = folder / "report.json"
     result = run_publish("build", str(source), "--format", "audio", "--out", str(folder / "out"),
-                         "--cache", str(folder / "cache"), "--report", str(report), *extra)
+                         "--cache", str(folder / "cache"), "--report", str(report), *extra, env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(report.read_text())["articles"][0]["stages"][0], result.stderr
 

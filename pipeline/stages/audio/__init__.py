@@ -1,7 +1,9 @@
-"""The audio narration: spoken script → speech (pyttsx3/espeak-ng, cached) → MP3 and M4B with chapters, captions, transcript.
+"""The audio narration: spoken script → speech (cached) → MP3 and M4B with chapters, captions, transcript.
 
-Three parts, one module each: script.py (what is said), synth.py (saying
-it), assemble.py (pauses, loudness, encoding, chapters, captions).
+Four parts, one module each: script.py (what is said), engines.py (the
+speech engines: pyttsx3/espeak-ng or the neural Piper, each in a process of
+its own), synth.py (saying it, cached and checked), assemble.py (pauses,
+loudness, encoding, chapters, captions).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from ...theme import Theme
 from .. import BuildContext, package_version
 from .lexicon import load_lexicon
 from .script import transcript, write_script
+from .engines import choose
 from .synth import Synthesizer
 from .tools import engine_version, ffmpeg_version
 
@@ -24,7 +27,7 @@ class AudioStage:
 
     def preload(self) -> None:
         assemble = importlib.import_module("pipeline.stages.audio.assemble")      # with numpy
-        importlib.import_module("pyttsx3")
+        importlib.import_module("pipeline.stages.audio.synth")     # the engines themselves run as helper processes
         importlib.import_module("pyebur128")
         assemble.iso639_2("en")             # pycountry reads its table of languages on first use (26 ms)
 
@@ -34,9 +37,10 @@ class AudioStage:
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
         engines = f"{engine_version(ctx.cache_dir)}; {ffmpeg_version(ctx.cache_dir)}"
+        voice = choose(theme.voice_engine, theme.voices, article.metadata.language, theme.root)
         return f"{engines}; {package_version('pyttsx3')}; {package_version('pycountry')}; " \
-               f"{package_version('pyebur128')}; rate {theme.voice_rate}; " \
-               f"voices {sorted(theme.voices.items())}; files {theme.audio_formats}".encode()
+               f"{package_version('pyebur128')}; {voice.identity(theme.voice_rate)}; " \
+               f"files {theme.audio_formats}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +53,8 @@ class AudioStage:
         lexicon = load_lexicon(theme.root, m.language).with_article(article)
         utterances, chapters = write_script(article, lexicon, publisher)
         cache = ctx.cache_dir or workdir / "cache"
-        synth = Synthesizer(m.language, theme.voices, theme.voice_rate, cache)
+        voice = choose(theme.voice_engine, theme.voices, m.language, theme.root)
+        synth = Synthesizer(voice, m.language, theme.voice_rate, cache)
         codecs = codecs_for(theme.audio_formats)
         suffixes = [f".{codec.container}" for codec in codecs] + [".vtt", ".transcript.txt"]
         files = {suffix: workdir / f"{article.slug}{suffix}" for suffix in suffixes}
@@ -61,14 +66,20 @@ class AudioStage:
                   + package_version("pyebur128"))
         sound = []
         spoken = longest_first(utterances)
-        with ChapterEncoder(cache / "encoded", recipe, codecs) as encoder:
-            for utterances_of_chapter in chapters_of(spoken):
-                sound.append(encoder.add(utterances_of_chapter, synth))
-            encoded, count = encoder.finish()
+        try:
+            with ChapterEncoder(cache / "encoded", recipe, codecs) as encoder:
+                for utterances_of_chapter in chapters_of(spoken):
+                    sound.append(encoder.add(utterances_of_chapter, synth))
+                encoded, count = encoder.finish()
+        finally:
+            synth.close()
         sound, encoded = placed(sound, encoded)
         ctx.report["audio"] = {"utterances": len(utterances), "synthesized": synth.synthesized,
-                               "cached": len(utterances) - synth.synthesized, "chapters": len(sound), "encoded": count,
-                               "containers": list(theme.audio_formats), "encodings": encoder.encoded}
+                               "cached": len(utterances) - synth.synthesized, "refused": synth.refused,
+                               "chapters": len(sound), "encoded": count,
+                               "containers": list(theme.audio_formats), "encodings": encoder.encoded,
+                               "voice": {"engine": voice.engine, "name": voice.voice},
+                               "warnings": [voice.warning] if voice.warning else []}
         # the captions follow the file the large-print page plays: the MP3 if there is one (see the html stage)
         files[".vtt"].write_text(webvtt(cues(sound, codecs[0])), encoding="utf-8")
         files[".transcript.txt"].write_text(transcript(article, utterances, chapters), encoding="utf-8")
@@ -76,7 +87,10 @@ class AudioStage:
         date = m.date_reviewed or m.date_published or time.strftime("%Y-%m-%d", time.gmtime(ctx.epoch))
         language = iso639_2(m.language)
         tags = {"title": m.title, "artist": publisher, "album": publisher, "date": date, "language": language,
-                "genre": "Speech"}
+                "genre": "Speech",
+                # the narrator: audiobook players (Audiobookshelf among them) read it from the composer tag
+                "composer": f"{voice.voice} ({voice.engine} speech engine)",
+                "comment": f"Narrated by the voice {voice.voice} ({voice.engine} speech engine)"}
         titles = [c.title for c in chapters]
         metadata = {codec: workdir / f"chapters.{codec.name}.txt" for codec in codecs}
         for codec, path in metadata.items():

