@@ -193,7 +193,8 @@ def finish(rendered: Path, target: Path, article: Article) -> None:
     with pikepdf.open(rendered) as pdf:
         add_header_scopes(pdf.Root.StructTreeRoot)
         nest_sublists(pdf.Root.StructTreeRoot)
-        pair_glossary_entries(pdf, pdf.Root.StructTreeRoot)
+        figure_boxes_in_points(pdf.Root.StructTreeRoot)
+        pair_glossary_entries(pdf.Root.StructTreeRoot)
         m = article.metadata
         # No editor stamp, no MetadataDate: both would carry the clock into the file.
         with pdf.open_metadata(set_pikepdf_as_editor=False, update_docinfo=False) as xmp:
@@ -278,7 +279,27 @@ def nest_sublists(tree) -> None:
         element.K = kept
 
 
-def pair_glossary_entries(pdf, tree) -> None:
+def figure_boxes_in_points(tree) -> None:
+    """Give each Figure's /BBox in the page's own coordinates.
+
+    WeasyPrint writes the box in CSS pixels measured down from the top of the
+    page; PDF/UA wants it in the page's default space (points, measured up
+    from the bottom), where a reader that reflows or magnifies finds the figure.
+    """
+    import pikepdf
+
+    px = 0.75        # points in a CSS pixel
+    for element in _structure_elements(tree):
+        attributes = element.get("/A")
+        if element.get("/S") != "/Figure" or not isinstance(attributes, pikepdf.Dictionary) or "/BBox" not in attributes:
+            continue
+        height = float(element.Pg.MediaBox[3])
+        left, top, right, bottom = (float(v) for v in attributes.BBox)
+        attributes.BBox = pikepdf.Array([round(left * px, 3), round(height - bottom * px, 3),
+                                         round(right * px, 3), round(height - top * px, 3)])
+
+
+def pair_glossary_entries(tree) -> None:
     """A glossary (<dl>) as list items whose label (Lbl) is the term and whose body (LBody) its definition.
 
     WeasyPrint tags each <dt> and each <dd> as an item of its own, both with
