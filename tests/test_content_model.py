@@ -132,13 +132,17 @@ def test_epub_semantics_of_the_new_kinds(built, article):
     quote = next(e for e in every if e.tag == x("figure") and e.get("class") == "quote")
     assert quote.find("x:blockquote/x:p", NS) is not None
     assert "".join(quote.find("x:figcaption", NS).itertext()) == "— a physiotherapist"
-    glossaries = [e for e in every if e.get(EPUB_TYPE) == "glossary"]
+    glossaries = [e for e in every if e.get(EPUB_TYPE) == "glossary" and e.tag == x("section")]
     assert [g.get("role") for g in glossaries] == ["doc-glossary", "doc-glossary"]
     terms = [("".join(dt.find("x:dfn", NS).itertext()), "".join(dt.getnext().itertext()))
              for g in glossaries for dt in g.iterfind(".//x:dl/x:dt", NS)]
     assert terms == [("GP", "general practitioner, your family doctor."),
                      ("Physiotherapist", "a health professional who helps people move well. They can suggest exercises."),
                      ("Sciatica", "pain that travels from the back down one leg.")]
+    # the glossaries are landmarks, as the references are
+    nav = docs["nav.xhtml"].find(".//x:nav[@epub:type='landmarks']", NS)
+    marks = [(a.get(EPUB_TYPE), a.text) for a in nav.iterfind(".//x:a", NS)]
+    assert ("glossary", "Words used in this guide") in marks and ("bibliography", "Sources") in marks
     details = next(e for e in every if e.tag == x("details"))
     assert details.getprevious().tag == x("figure")
     assert "".join(details.find("x:summary", NS).itertext()) == "Description of the picture"
