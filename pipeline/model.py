@@ -7,7 +7,9 @@ speak it and time its captions sentence by sentence.
 
 Every block has a stable ``id``; headings get readable slugs. A block that
 carries its own heading (key points, summary, FAQ, related links,
-disclaimer, references) is a section of the outline like any ``Section``.
+disclaimer, references, glossary) is a section of the outline like any
+``Section``. A callout has a heading too, but is not part of the outline: it
+is a box within the text, not a chapter. List items may hold a sub-list.
 """
 from __future__ import annotations
 

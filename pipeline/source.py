@@ -36,6 +36,7 @@ URL = Text(min_length=1, max_length=2000, description="a web address")
 
 BLOCK = OneOf({}, description="block")     # filled below: blocks nest inside sections
 
+
 def _check_list_item(item: LDict, errors: Errors, where: str) -> None:
     if item["ordered"] is not None and item["items"] is None:
         errors.add(item.key_nodes["ordered"], f"{where} has `ordered` but no `items` for it to number",
@@ -140,6 +141,7 @@ BLOCK.kinds.update({
         }, description="a glossary entry with `term` and `definition`"), min_items=1), required=True),
     }, description="a glossary with `terms` (and `title`)"),
 })
+
 
 def _check_dates(article: LDict, errors: Errors, where: str) -> None:
     for key in ("date_published", "date_reviewed"):

@@ -2,8 +2,11 @@
 
 Every utterance knows the ids of the sentences (or heading) it comes from,
 its chapter, and the pause that follows it. Announcements ("Section 3: …",
-"Six key points.") are added; lists are counted, the table is read row by
-row with its headers, the FAQ as questions and answers.
+"Six key points.") are added; lists are counted, sub-points read after their
+item ("First, …"), the table is read row by row with its headers, the FAQ as
+questions and answers. A callout is announced by its kind ("Warning.") and
+closed ("End of warning."), a quotation is framed ("Quote: … End quote, from
+…"), a glossary entry is read as "term: definition".
 """
 from __future__ import annotations
 
