@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__, stages
+from .dates import article_epoch
 from .errors import InternalError, Problem, PublishError
 from .stages import BuildContext
 from .stamp import InputHash, code_hash, theme_digest
@@ -45,9 +46,6 @@ if TYPE_CHECKING:         # kept out of a build with nothing to do, which must s
     from .model import Article
     from .theme import Theme
 
-# When SOURCE_DATE_EPOCH is not set, timestamps come from this fixed instant
-# (2000-01-01T00:00:00Z), never from the clock, so builds stay reproducible.
-DEFAULT_EPOCH = 946684800
 LOCK_WAIT = 5.0          # seconds to wait for another build of the same article
 # The order an article's stages start in: the slowest first. On two cores the
 # narration, started last, would finish long after the rest had.
@@ -60,10 +58,11 @@ WORKER_GROUP = {"audio": "narration", "pdf": "documents", "pdf-large": "document
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def source_date_epoch() -> int:
+def source_date_epoch() -> int | None:
+    """SOURCE_DATE_EPOCH, or None when it is not set: then each article has its own date (dates.py)."""
     value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if not value:
-        return DEFAULT_EPOCH
+        return None
     if not value.isdigit():
         raise PublishError(Problem("SOURCE_DATE_EPOCH", 0, 0, f"SOURCE_DATE_EPOCH is `{value}`, not a number of seconds",
                                    "set it to a Unix time, e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)"))
@@ -222,7 +221,7 @@ def _worker_start() -> None:
         os._exit(1)
 
 
-def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int, theme_hashes: dict[Path, str]) -> None:
+def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int | None, theme_hashes: dict[Path, str]) -> None:
     from filelock import FileLock, Timeout
     job.folder = out_root / job.slug
     # A short wait: the workers of a build that was just killed may hold the lock for a moment longer.
@@ -237,7 +236,8 @@ def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int, theme
         shutil.rmtree(stale, ignore_errors=True)
     job.previous = read_manifest(job.folder)
     published = tuple(sorted({o.get("format") for o in job.previous.get("outputs", [])} - {None}))
-    job.ctx = BuildContext(formats=tuple(job.formats), epoch=epoch, published=published, cache_dir=cache_dir)
+    job.ctx = BuildContext(formats=tuple(job.formats), epoch=article_epoch(job.article, epoch),
+                           published=published, cache_dir=cache_dir)
     if job.theme.root not in theme_hashes:          # the articles of a batch share their theme
         theme_hashes[job.theme.root] = theme_digest(job.theme.root)
     for name in job.formats:

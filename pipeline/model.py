@@ -7,7 +7,9 @@ speak it and time its captions sentence by sentence.
 
 Every block has a stable ``id``; headings get readable slugs. A block that
 carries its own heading (key points, summary, FAQ, related links,
-disclaimer, references) is a section of the outline like any ``Section``.
+disclaimer, references, glossary) is a section of the outline like any
+``Section``. A callout has a heading too, but is not part of the outline: it
+is a box within the text, not a chapter. List items may hold a sub-list.
 """
 from __future__ import annotations
 
@@ -75,6 +77,7 @@ class ListItem:
     id: str
     label: tuple[Span, ...]         # empty when the item has no bold label
     sentences: tuple[Sentence, ...]
+    sublist: "ListBlock | None" = None   # the points under this one (lists nest up to three levels)
 
     @property
     def label_text(self) -> str:
@@ -127,7 +130,59 @@ class Image:
     alt: str                        # empty only when decorative
     decorative: bool
     caption: tuple[Sentence, ...]
+    long_description: tuple[Sentence, ...] = ()   # prose for what the alt text cannot hold (a chart, a diagram)
     kind = "image"
+
+
+# What a callout's kind is called where it is shown and spoken: always in words, never by colour alone.
+CALLOUT_KINDS = {"warning": "Warning", "caution": "Caution", "note": "Note", "tip": "Tip"}
+
+
+@dataclass(frozen=True)
+class Callout:
+    """A box that stands apart from the text: a warning, a caution, a note or a tip.
+
+    Not a section of the outline (no chapter, no bookmark): its heading is its
+    kind in words, followed by its title when it has one.
+    """
+
+    id: str
+    callout_kind: str               # one of CALLOUT_KINDS
+    title: Heading                  # the title as written (no spans when there is none); heading_text adds the kind
+    blocks: tuple["Block", ...]     # paragraphs and lists
+    kind = "callout"
+
+    @property
+    def label(self) -> str:
+        return CALLOUT_KINDS[self.callout_kind]
+
+    @property
+    def heading_text(self) -> str:
+        """The heading as every format shows it: "Warning: Get medical help today", or "Warning"."""
+        return f"{self.label}: {self.title.text}" if self.title.spans else self.label
+
+
+@dataclass(frozen=True)
+class Quote:
+    id: str
+    sentences: tuple[Sentence, ...]
+    attribution: tuple[Span, ...]   # who said or wrote it; may be empty
+    kind = "quote"
+
+    @property
+    def attribution_text(self) -> str:
+        return plain(self.attribution)
+
+
+@dataclass(frozen=True)
+class GlossaryTerm:
+    id: str
+    term: tuple[Span, ...]
+    definition: tuple[Sentence, ...]
+
+    @property
+    def term_text(self) -> str:
+        return plain(self.term)
 
 
 @dataclass(frozen=True)
@@ -205,6 +260,14 @@ class References:
 
 
 @dataclass(frozen=True)
+class Glossary:
+    id: str
+    heading: Heading                # the title given, or "Glossary"
+    terms: tuple[GlossaryTerm, ...]
+    kind = "glossary"
+
+
+@dataclass(frozen=True)
 class Disclaimer:
     id: str
     heading: Heading
@@ -213,8 +276,8 @@ class Disclaimer:
 
 
 Block = Union[Paragraph, ListBlock, Table, Image, Section, KeyPoints, Summary, Faq,
-              Related, References, Disclaimer]
-HEADED = (Section, KeyPoints, Summary, Faq, Related, References, Disclaimer)
+              Related, References, Disclaimer, Callout, Quote, Glossary]
+HEADED = (Section, KeyPoints, Summary, Faq, Related, References, Disclaimer, Glossary)
 
 
 @dataclass(frozen=True)
@@ -300,16 +363,20 @@ class Article:
         return list(iter_reading_text(self))
 
 
+def iter_item_sentences(items: tuple[ListItem, ...]) -> Iterator[Sentence]:
+    """The sentences of list items, each item's sub-points after its own text."""
+    for item in items:
+        yield from item.sentences
+        if item.sublist:
+            yield from iter_item_sentences(item.sublist.items)
+
+
 def iter_sentences(blocks) -> Iterator[Sentence]:
     for block in blocks:
-        if isinstance(block, Paragraph):
+        if isinstance(block, (Paragraph, Quote)):
             yield from block.sentences
-        elif isinstance(block, ListBlock):
-            for item in block.items:
-                yield from item.sentences
-        elif isinstance(block, KeyPoints):
-            for item in block.items:
-                yield from item.sentences
+        elif isinstance(block, (ListBlock, KeyPoints)):
+            yield from iter_item_sentences(block.items)
         elif isinstance(block, Table):
             for row in block.rows:
                 yield from row.header.sentences
@@ -317,8 +384,12 @@ def iter_sentences(blocks) -> Iterator[Sentence]:
                     yield from cell.sentences
         elif isinstance(block, Image):
             yield from block.caption
-        elif isinstance(block, (Section, Summary, Disclaimer)):
+            yield from block.long_description
+        elif isinstance(block, (Section, Summary, Disclaimer, Callout)):
             yield from iter_sentences(block.blocks)
+        elif isinstance(block, Glossary):
+            for term in block.terms:
+                yield from term.definition
         elif isinstance(block, Faq):
             for item in block.items:
                 yield from iter_sentences(item.answer)
@@ -341,6 +412,8 @@ def iter_reading_text(article: Article) -> Iterator[str]:
                 yield item.label_text + ":"      # every format shows the label followed by a colon
             for s in item.sentences:
                 yield s.text
+            if item.sublist:
+                yield from items(item.sublist.items)
 
     def walk(blocks):
         for block in blocks:
@@ -359,6 +432,18 @@ def iter_reading_text(article: Article) -> Iterator[str]:
                         yield from (s.text for s in cell.sentences)
             elif isinstance(block, Image):
                 yield from (s.text for s in block.caption)
+                yield from (s.text for s in block.long_description)
+            elif isinstance(block, Callout):
+                yield block.heading_text
+                yield from walk(block.blocks)
+            elif isinstance(block, Quote):
+                yield from (s.text for s in block.sentences)
+                if block.attribution:
+                    yield block.attribution_text
+            elif isinstance(block, Glossary):
+                for term in block.terms:
+                    yield term.term_text
+                    yield from (s.text for s in term.definition)
             elif isinstance(block, (Section, Summary, Disclaimer)):
                 yield from walk(block.blocks)
             elif isinstance(block, Faq):

@@ -6,22 +6,24 @@ with every problem found, each at file:line:column with a fix.
 """
 from __future__ import annotations
 
+import datetime
 import uuid
 from pathlib import Path
 
 from .errors import Problem, PublishError
 from .model import (
-    Abbreviation, Article, Cell, Disclaimer, Faq, FaqItem, Heading, Image, KeyPoints,
-    ListBlock, ListItem, Metadata, Paragraph, Reference, References, Related, RelatedLink,
-    Row, Section, Summary, Table,
+    CALLOUT_KINDS, Abbreviation, Article, Callout, Cell, Disclaimer, Faq, FaqItem, Glossary, GlossaryTerm,
+    Heading, Image, KeyPoints, ListBlock, ListItem, Metadata, Paragraph, Quote, Reference, References,
+    Related, RelatedLink, Row, Section, Summary, Table,
 )
 from .schema import (
     Boolean, Either, Errors, Field, Integer, ListOf, OneOf, Record, Text, validate,
 )
 from .text import InlineError, check_url, parse_inline, slugify, split_sentences
-from .yamlfile import LDict, Located, read_yaml
+from .yamlfile import LDict, Located, LStr, read_yaml
 
 MAX_SECTION_DEPTH = 3
+MAX_LIST_DEPTH = 3          # a list, its sub-points, and theirs: deeper is hard to follow by ear or in large print
 
 DATE = Text(pattern=r"\d{4}-\d{2}-\d{2}", description="a date written YYYY-MM-DD (or empty)",
             pattern_hint="write the date as YYYY-MM-DD, for example 2026-03-31, or leave it empty")
@@ -34,10 +36,20 @@ URL = Text(min_length=1, max_length=2000, description="a web address")
 
 BLOCK = OneOf({}, description="block")     # filled below: blocks nest inside sections
 
+
+def _check_list_item(item: LDict, errors: Errors, where: str) -> None:
+    if item["ordered"] is not None and item["items"] is None:
+        errors.add(item.key_nodes["ordered"], f"{where} has `ordered` but no `items` for it to number",
+                   "add the sub-points under `items:`, or remove `ordered`")
+
+
 LIST_ITEM = Either(PROSE, Record({
-    "label": Field(Text(min_length=1, max_length=200, description="a short bold label"), required=True),
+    "label": Field(Text(min_length=1, max_length=200, description="a short bold label")),
     "text": Field(PROSE, required=True),
-}, description="a list item with `label` and `text`"))
+    "items": Field(None),       # the sub-points: a list of LIST_ITEM, set below (it refers to itself)
+    "ordered": Field(Boolean()),
+}, description="a list item with `text` (and `label`, or sub-points under `items`)", check_record=_check_list_item))
+LIST_ITEM.record.fields["items"].spec = ListOf(LIST_ITEM, min_items=1)
 
 
 def _check_table(table: LDict, errors: Errors, where: str) -> None:
@@ -64,6 +76,12 @@ def _headed(body: dict, description: str) -> Record:
 
 
 PARAGRAPHS = ListOf(OneOf({"p": PROSE}, description="paragraph"), min_items=1)
+# What a callout may hold: text and lists, not headed blocks (a callout is not a section).
+CALLOUT_BODY = ListOf(OneOf({
+    "p": PROSE,
+    "bullets": ListOf(LIST_ITEM, min_items=1),
+    "numbered": ListOf(LIST_ITEM, min_items=1),
+}, description="callout block"), min_items=1)
 
 BLOCK.kinds.update({
     "p": PROSE,
@@ -103,8 +121,37 @@ BLOCK.kinds.update({
         "alt": Field(Text(max_length=1000, description="alt text")),
         "decorative": Field(Boolean(), default=False),
         "caption": Field(Text()),
+        "long_description": Field(Text(description="a description in prose")),
     }, description="an image with `src` and `alt` (or `decorative: true`)", check_record=_check_image),
+    "callout": Record({
+        "kind": Field(Text(choices=tuple(CALLOUT_KINDS), description="the kind of callout"), required=True),
+        "title": Field(TITLE),
+        "body": Field(CALLOUT_BODY, required=True),
+    }, description="a callout with `kind` and `body` (and `title`)"),
+    "quote": Record({
+        "text": Field(PROSE, required=True),
+        "attribution": Field(Text(min_length=1, max_length=300, description="who said or wrote it")),
+    }, description="a quotation with `text` (and `attribution`)"),
+    "glossary": Record({
+        "title": Field(TITLE),
+        "terms": Field(ListOf(Record({
+            "term": Field(Text(min_length=1, max_length=200, description="the word or phrase explained"),
+                          required=True),
+            "definition": Field(PROSE, required=True),
+        }, description="a glossary entry with `term` and `definition`"), min_items=1), required=True),
+    }, description="a glossary with `terms` (and `title`)"),
 })
+
+
+def _check_dates(article: LDict, errors: Errors, where: str) -> None:
+    for key in ("date_published", "date_reviewed"):
+        if article[key]:
+            try:
+                datetime.date.fromisoformat(article[key])
+            except ValueError:
+                errors.add(article[key], f"`{key}` is `{article[key]}`, which is not a day of the calendar",
+                           "check the month (01 to 12) and the day of the month")
+
 
 ARTICLE = Record({
     "title": Field(TITLE, required=True),
@@ -130,7 +177,7 @@ ARTICLE = Record({
         "say": Field(Text(min_length=1, max_length=200), required=True),
     }, description="a pronunciation with `text` and `say`")), default=()),
     "body": Field(ListOf(BLOCK, min_items=1), required=True),
-}, description="an article")
+}, description="an article", check_record=_check_dates)
 
 
 def load_article(path: Path, display: str | None = None, publisher: str = "") -> Article:
@@ -193,14 +240,26 @@ class _Builder:
             out.append(self.block(kind, value, block_id, depth))
         return tuple(out)
 
-    def items(self, values, block_id: str) -> tuple[ListItem, ...]:
+    def items(self, values, block_id: str, depth: int = 1) -> tuple[ListItem, ...]:
+        """List items; *depth* is 1 for a list, 2 for its sub-points, and so on."""
         out = []
         for n, value in enumerate(values, 1):
             item_id = f"{block_id}-i{n}"
-            if isinstance(value, dict):
-                out.append(ListItem(item_id, self.spans(value["label"]), self.sentences(value["text"], item_id)))
-            else:
+            if not isinstance(value, dict):
                 out.append(ListItem(item_id, (), self.sentences(value, item_id)))
+                continue
+            label = self.spans(value["label"]) if value["label"] else ()
+            sublist = None
+            if value["items"]:
+                if depth >= MAX_LIST_DEPTH:
+                    at = value.key_nodes["items"]
+                    self.problems.append(Problem(
+                        self.name, at.line, at.column, f"lists nest at most {MAX_LIST_DEPTH} levels deep",
+                        "write these sub-points into their parent item's text, or make them a list of their own"))
+                else:
+                    sublist = ListBlock(f"{item_id}-l", bool(value["ordered"]),
+                                        self.items(value["items"], f"{item_id}-l", depth + 1))
+            out.append(ListItem(item_id, label, self.sentences(value["text"], item_id), sublist))
         return tuple(out)
 
     def paragraphs(self, values, parent: str) -> tuple[Paragraph, ...]:
@@ -220,6 +279,19 @@ class _Builder:
                                              "move this section up a level"))
             heading = self.heading(value["heading"], level, wanted_id=value["id"])
             return Section(heading.id, heading, self.blocks(value["body"], heading.id, depth + 1))
+        if kind == "callout":
+            wanted = slugify(value["title"]) if value["title"] else value["kind"]
+            title = Heading(self.unique(wanted), level, self.spans(value["title"]) if value["title"] else ())
+            return Callout(block_id, str(value["kind"]), title, self.blocks(value["body"], block_id, depth))
+        if kind == "quote":
+            return Quote(block_id, self.sentences(value["text"], block_id),
+                         self.spans(value["attribution"]) if value["attribution"] else ())
+        if kind == "glossary":
+            heading = self.heading(value["title"] or LStr("Glossary"), level, editorial=not value["title"])
+            return Glossary(heading.id, heading, tuple(
+                GlossaryTerm(f"{heading.id}-t{n}", self.spans(entry["term"]),
+                             self.sentences(entry["definition"], f"{heading.id}-t{n}"))
+                for n, entry in enumerate(value["terms"], 1)))
         heading = self.heading(value["title"], level) if "title" in value else None
         if kind == "summary":
             return Summary(heading.id, heading, self.paragraphs(value["body"], heading.id))
@@ -256,7 +328,9 @@ class _Builder:
                          tuple(cell(text, f"{block_id}-h{c}") for c, text in enumerate(header[1:], 2)), rows)
         if kind == "image":
             return Image(block_id, self.image_path(value["src"]), value["alt"] or "", value["decorative"],
-                         self.sentences(value["caption"], f"{block_id}-cap") if value["caption"] else ())
+                         self.sentences(value["caption"], f"{block_id}-cap") if value["caption"] else (),
+                         self.sentences(value["long_description"], f"{block_id}-desc")
+                         if value["long_description"] else ())
         raise AssertionError(f"no builder for block kind {kind}")   # the schema and this list disagree
 
     def image_path(self, src: Located) -> Path:

@@ -37,6 +37,24 @@ def test_lexicon_says_it_as_a_person_would(lexicon, written, spoken):
     assert lexicon.speak(written) == spoken
 
 
+@pytest.mark.parametrize("written, spoken", [
+    ("See your GP or go to A&E.", "See your G P or go to A and E."),
+    ("An NSAID such as ibuprofen", "An en-sayd such as ibuprofen"),
+    ("Go to the ER", "Go to the E R"),
+    ("a fever of 38°C or more", "a fever of 38 degrees Celsius or more"),
+    ("take 500 mg, 2-3 times a day", "take 500 milligrams, 2 to 3 times a day"),
+    ("25% of people", "25 percent of people"),
+])
+def test_the_themes_lexicon_holds_general_clinical_rules(written, spoken):
+    assert load_lexicon(ROOT / "themes" / "default", "en").speak(written) == spoken
+
+
+def test_words_of_one_article_are_in_that_articles_pronunciations_not_the_theme(article):
+    theme = load_lexicon(ROOT / "themes" / "default", "en")
+    assert not {"B12", "B1", "B6", "COX-2", "MMA", "PPIs"} & set(theme.words)
+    assert dict(article.pronunciations)["B12"] == "B twelve"
+
+
 def test_abbreviation_expansions_from_the_source_are_used_when_the_lexicon_has_no_entry(article):
     empty_theme = load_lexicon(ROOT / "tests", "en")          # no lexicon there: only the source's expansions
     assert empty_theme.with_article(article).speak("1000 mcg") == "1000 micrograms"

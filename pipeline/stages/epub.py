@@ -35,6 +35,8 @@ INTRO_KINDS = ("paragraph", "summary", "key_points", "list", "table", "image")
 # The image types every EPUB 3 reading system must display (core media types): no fallback needed.
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".svg": "image/svg+xml", ".webp": "image/webp"}
+# Back matter that reading systems offer as a shortcut of its own (the landmarks' epub:type).
+LANDMARK_KINDS = {"references": "bibliography", "glossary": "glossary"}
 ZIP_EARLIEST = 315532800          # 1980-01-01T00:00:00Z: a zip entry cannot carry an earlier date
 OPF = "EPUB/content.opf"
 NCX = "EPUB/toc.ncx"
@@ -94,8 +96,9 @@ def landmarks(parts: list[Part]) -> list[dict]:
     if trailing:
         marks.append({"type": "backmatter", "href": trailing[0].file_name, "text": trailing[0].title})
     for part in parts:
-        if part.blocks and part.blocks[0].kind == "references":
-            marks.append({"type": "bibliography", "href": f"{part.file_name}#{part.blocks[0].id}",
+        kind = part.blocks[0].kind if part.blocks else ""
+        if kind in LANDMARK_KINDS:
+            marks.append({"type": LANDMARK_KINDS[kind], "href": f"{part.file_name}#{part.blocks[0].id}",
                           "text": part.title})
     return marks
 

@@ -63,9 +63,9 @@ class HtmlStage:
                             audio=audio, toc=table_of_contents(article))
         target = workdir / f"{article.slug}.html"
         target.write_text(page, encoding="utf-8")
-        for image in article.images():
-            shutil.copyfile(image.path, workdir / image.path.name)
-            written.append(workdir / image.path.name)
+        for path in dict.fromkeys(image.path for image in article.images()):   # a picture used twice is copied once
+            shutil.copyfile(path, workdir / path.name)
+            written.append(workdir / path.name)
         return [target, *written]
 
 

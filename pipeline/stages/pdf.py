@@ -40,13 +40,31 @@ def image_size_pt(path: Path) -> tuple[float, float]:
     from PIL import Image as Picture        # Pillow comes with WeasyPrint
 
     try:
-        with Picture.open(path) as picture:
-            width, height = (px * 0.75 for px in picture.size)
-    except OSError as exc:                  # also Pillow's "cannot identify image file"
+        if path.suffix.lower() == ".svg":
+            width, height = (px * 0.75 for px in svg_size_px(path))
+        else:
+            with Picture.open(path) as picture:
+                width, height = (px * 0.75 for px in picture.size)
+    except (OSError, ValueError) as exc:     # also Pillow's "cannot identify image file", and XML errors
         raise PublishError(Problem(display_path(path), 0, 0, f"the image cannot be read ({exc})",
-                                   "save it again as PNG or JPEG")) from None
+                                   "save it again as PNG, JPEG or SVG")) from None
     scale = min(1.0, MAX_IMAGE_PT[0] / width, MAX_IMAGE_PT[1] / height)
     return round(width * scale, 2), round(height * scale, 2)
+
+
+def svg_size_px(path: Path) -> tuple[float, float]:
+    """A drawing's size in CSS px: its width and height, else its viewBox (as WeasyPrint sizes it)."""
+    from lxml import etree
+    from weasyprint.svg.utils import size       # WeasyPrint's own reading of SVG lengths (mm, pt, em…)
+
+    root = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True)).getroot()
+    width, height = root.get("width", ""), root.get("height", "")
+    if width and height and "%" not in width + height:
+        return size(width, 16), size(height, 16)
+    box = root.get("viewBox", "").replace(",", " ").split()
+    if len(box) == 4 and float(box[2]) > 0 and float(box[3]) > 0:
+        return float(box[2]), float(box[3])
+    raise ValueError("the drawing has neither a width and height nor a viewBox")
 
 
 def _fetcher(allowed: list[Path], article: Article):
@@ -141,7 +159,7 @@ class PdfStage:
 
         source_folder = article.source.parent.resolve()
         fetcher, Refused = _fetcher([source_folder, theme.root], article)
-        opts = {"epub": False, "sentence_ids": False, "print_urls": True, "listen": False,
+        opts = {"epub": False, "sentence_ids": False, "print_urls": True, "listen": False, "print": True,
                 "image_url": lambda image: image.path.resolve().as_uri(),
                 # decorative images are drawn as backgrounds of this size: artifacts, not figures
                 "image_size": lambda image: image_size_pt(image.path)}
@@ -179,6 +197,9 @@ def finish(rendered: Path, target: Path, article: Article) -> None:
 
     with pikepdf.open(rendered) as pdf:
         add_header_scopes(pdf.Root.StructTreeRoot)
+        nest_sublists(pdf.Root.StructTreeRoot)
+        figure_boxes_in_points(pdf.Root.StructTreeRoot)
+        pair_glossary_entries(pdf.Root.StructTreeRoot)
         m = article.metadata
         # No editor stamp, no MetadataDate: both would carry the clock into the file.
         with pdf.open_metadata(set_pikepdf_as_editor=False, update_docinfo=False) as xmp:
@@ -218,6 +239,95 @@ def add_header_scopes(tree) -> None:
             walk(kid, in_head or tag == "/THead")
 
     walk(tree, False)
+
+
+def _kids(element) -> list:
+    """A structure element's children as a list (/K may be one object or an array)."""
+    import pikepdf
+    kids = element.get("/K")
+    return list(kids) if isinstance(kids, pikepdf.Array) else ([kids] if kids is not None else [])
+
+
+def _structure_elements(tree):
+    """Every structure element under *tree*, parents before their children."""
+    import pikepdf
+    for kid in _kids(tree):
+        if isinstance(kid, pikepdf.Dictionary) and "/S" in kid:
+            yield kid
+            yield from _structure_elements(kid)
+
+
+def nest_sublists(tree) -> None:
+    """Put each sub-list inside the LBody of the item it belongs to.
+
+    WeasyPrint makes an HTML sub-list (a <ul> inside an <li>) a sibling L
+    that follows its item in the parent L; PDF/UA readers expect it in the
+    item's body, as the HTML has it.
+    """
+    import pikepdf
+
+    for element in list(_structure_elements(tree)):
+        if element.get("/S") != "/L":
+            continue
+        kept, previous = pikepdf.Array(), None
+        for kid in _kids(element):
+            body = None
+            if previous is not None and isinstance(kid, pikepdf.Dictionary) and kid.get("/S") == "/L":
+                body = next((k for k in reversed(_kids(previous)) if k.get("/S") == "/LBody"), None)
+            if body is not None:
+                body.K = pikepdf.Array(_kids(body) + [kid])
+                kid.P = body
+                continue
+            kept.append(kid)
+            if isinstance(kid, pikepdf.Dictionary) and kid.get("/S") == "/LI":
+                previous = kid
+        element.K = kept
+
+
+def figure_boxes_in_points(tree) -> None:
+    """Give each Figure's /BBox in the page's own coordinates.
+
+    WeasyPrint writes the box in CSS pixels measured down from the top of the
+    page; PDF/UA wants it in the page's default space (points, measured up
+    from the bottom), where a reader that reflows or magnifies finds the figure.
+    """
+    import pikepdf
+
+    px = 0.75        # points in a CSS pixel
+    for element in _structure_elements(tree):
+        attributes = element.get("/A")
+        if element.get("/S") != "/Figure" or not isinstance(attributes, pikepdf.Dictionary) or "/BBox" not in attributes:
+            continue
+        height = float(element.Pg.MediaBox[3])
+        left, top, right, bottom = (float(v) for v in attributes.BBox)
+        attributes.BBox = pikepdf.Array([round(left * px, 3), round(height - bottom * px, 3),
+                                         round(right * px, 3), round(height - top * px, 3)])
+
+
+def pair_glossary_entries(tree) -> None:
+    """A glossary (<dl>) as list items whose label (Lbl) is the term and whose body (LBody) its definition.
+
+    WeasyPrint tags each <dt> and each <dd> as an item of its own, both with
+    a body and neither with a label, so a reader hears the term and its
+    definition as two unrelated items. The handout's lists all have markers,
+    so an L whose items have no label is a glossary: its items are paired.
+    """
+    import pikepdf
+
+    for element in list(_structure_elements(tree)):
+        items = _kids(element)
+        if element.get("/S") != "/L" or not items or len(items) % 2 or not all(
+                item.get("/S") == "/LI" and [k.get("/S") for k in _kids(item)] == ["/LBody"] for item in items):
+            continue
+        paired = pikepdf.Array()
+        for term_item, definition_item in zip(items[::2], items[1::2]):
+            label = _kids(term_item)[0]
+            label.S = pikepdf.Name.Lbl
+            definition = _kids(definition_item)[0]
+            term_item.K = pikepdf.Array([label, definition])
+            definition.P = term_item
+            paired.append(term_item)
+        element.K = paired
 
 
 STAGE = PdfStage()

@@ -2,16 +2,20 @@
 
 Every utterance knows the ids of the sentences (or heading) it comes from,
 its chapter, and the pause that follows it. Announcements ("Section 3: …",
-"Six key points.") are added; lists are counted, the table is read row by
-row with its headers, the FAQ as questions and answers.
+"Six key points.") are added; lists are counted, sub-points read after their
+item ("First, …"), the table is read row by row with its headers, the FAQ as
+questions and answers. A callout is announced by its kind ("Warning.") and
+closed ("End of warning."), a quotation is framed ("Quote: … End quote, from
+…"), a glossary entry is read as "term: definition".
 """
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass
 
 from ...model import (
-    Article, Disclaimer, Faq, Image, KeyPoints, ListBlock, Paragraph, References, Related, Section,
-    Summary, Table,
+    Article, Callout, Disclaimer, Faq, Glossary, Image, KeyPoints, ListBlock, Paragraph, Quote, References,
+    Related, Section, Summary, Table,
 )
 from .lexicon import Lexicon
 
@@ -22,8 +26,23 @@ NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven tw
                 "fifteen sixteen seventeen eighteen nineteen twenty").split()
 
 
+ORDINAL_WORDS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth "
+                 "thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth").split()
+
+
 def count_words(n: int) -> str:
     return NUMBER_WORDS[n] if n < len(NUMBER_WORDS) else str(n)
+
+
+def long_date(iso: str) -> str:
+    """2026-03-16 → "16 March 2026": read as a date, not as the numbers of a range."""
+    year, month, day = (int(part) for part in iso.split("-"))
+    return f"{day} {calendar.month_name[month]} {year}"
+
+
+def sub_point_lead(n: int) -> str:
+    """How the n-th sub-point of an item begins: "First, ", "Second, " … ("Point 21: " past twenty)."""
+    return f"{ORDINAL_WORDS[n - 1].capitalize()}, " if n <= len(ORDINAL_WORDS) else f"Point {n}: "
 
 
 @dataclass(frozen=True)
@@ -53,12 +72,17 @@ class ScriptWriter:
     def say(self, uid: str, written: str, pause: str = "sentence", sources: tuple[str, ...] = ()) -> None:
         spoken = self.lexicon.speak(written)
         if spoken and spoken[-1] not in ".?!":
-            spoken += "."
+            # a heading that ends in a colon ("… any of these:") ends its utterance with a full stop alone
+            spoken = spoken.rstrip(":;, ") + "."
         self.utterances.append(Utterance(uid, written, spoken, self.chapter, pause, sources or (uid,)))
 
     def sentences(self, sentences, last_pause: str = "paragraph", lead: str = "") -> None:
         for n, sentence in enumerate(sentences):
-            text = f"{lead}{sentence.text}" if n == 0 and lead else sentence.text
+            text = sentence.text
+            if n == 0 and lead:
+                if lead.endswith(", ") and text[:2].istitle():     # "First, check …", not "First, Check …"
+                    text = text[0].lower() + text[1:]
+                text = lead + text
             self.say(sentence.id, text, last_pause if n == len(sentences) - 1 else "sentence", (sentence.id,))
 
     def end_pause(self, pause: str) -> None:
@@ -76,7 +100,7 @@ class ScriptWriter:
             self.say(f"{a.title.id}-subtitle", "".join(s.text for s in a.subtitle), "heading")
         self.say("opening-publisher", f"An audio version of the article from {self.publisher}.")
         if m.date_reviewed:
-            self.say("opening-reviewed", f"Last reviewed {m.date_reviewed}.")
+            self.say("opening-reviewed", f"Last reviewed {long_date(m.date_reviewed)}.")
         self.end_pause("section")
         number = 0
         for block in a.blocks:
@@ -93,6 +117,13 @@ class ScriptWriter:
     def block(self, block) -> None:
         if isinstance(block, Paragraph):
             self.sentences(block.sentences)
+        elif isinstance(block, Callout):
+            self.callout(block)
+        elif isinstance(block, Quote):
+            self.quote(block)
+        elif isinstance(block, Glossary):
+            for entry in block.terms:
+                self.sentences(entry.definition, lead=f"{entry.term_text}: ")
         elif isinstance(block, (Section, Summary, Disclaimer)):
             for child in block.blocks:
                 if isinstance(child, Section):        # a subsection: announced by its heading alone
@@ -118,19 +149,47 @@ class ScriptWriter:
             for n, ref in enumerate(block.items, 1):
                 self.sentences(ref.sentences, lead=f"Reference {count_words(n)}: ")
         elif isinstance(block, Image) and not block.decorative:
-            self.say(f"{block.id}-alt", f"Image: {block.alt}", "sentence")
+            self.say(f"{block.id}-alt", f"Picture: {block.alt}", "sentence")
             self.sentences(block.caption)
+            self.sentences(block.long_description, lead="Description: ")
+
+    def callout(self, callout: Callout) -> None:
+        """Announced by its kind, set apart by pauses, and read through: never counted as key points."""
+        self.end_pause("paragraph")
+        self.say(f"{callout.id}-kind", f"{callout.label}.", "heading", (callout.title.id,))
+        if callout.title.spans:
+            self.say(callout.title.id, callout.title.text, "heading")
+        for child in callout.blocks:
+            self.block(child)
+            self.end_pause("paragraph")
+        self.say(f"{callout.id}-end", f"End of {callout.label.lower()}.", "paragraph")
+
+    def quote(self, quote: Quote) -> None:
+        self.sentences(quote.sentences, "sentence", lead="Quote: ")
+        ending = f"End quote, from {quote.attribution_text}." if quote.attribution else "End quote."
+        self.say(f"{quote.id}-end", ending, "paragraph")
 
     def items(self, items, count_id: str, singular: str, plural: str, numbered: bool = True, prefix: str = "") -> None:
         counted = f"{count_words(len(items))} {plural if len(items) != 1 else singular}"
         self.say(count_id, f"{prefix}{counted}." if prefix else f"{counted.capitalize()}.", "sentence")
         for n, item in enumerate(items, 1):
             lead = f"{singular.capitalize()} {n}: " if numbered or singular == "key point" else ""
-            if item.label:
-                self.say(f"{item.id}-label", f"{lead}{item.label_text}.", "sentence")
-                self.sentences(item.sentences)
-            else:
-                self.sentences(item.sentences, lead=lead)
+            self.item(item, lead)
+
+    def item(self, item, lead: str) -> None:
+        """One list item, then its sub-points, each read as a sub-point of it ("First, …", "Second, …")."""
+        if item.label:
+            self.say(f"{item.id}-label", f"{lead}{item.label_text}.", "sentence")
+            self.sentences(item.sentences)
+        else:
+            self.sentences(item.sentences, lead=lead)
+        if item.sublist:
+            points = item.sublist.items
+            self.say(f"{item.sublist.id}-count", f"{count_words(len(points)).capitalize()} "
+                     f"{'sub-points' if len(points) != 1 else 'sub-point'}.", "sentence")
+            for n, point in enumerate(points, 1):
+                self.item(point, sub_point_lead(n))
+            self.end_pause("paragraph")
 
     def table(self, table: Table) -> None:
         rows = len(table.rows)
