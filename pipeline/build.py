@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__, stages
+from .catalogue import article_facts, file_facts, write_catalogue
 from .errors import InternalError, Problem, PublishError
 from .stages import BuildContext
 from .stamp import InputHash, code_hash, theme_digest
@@ -262,7 +263,7 @@ def _publish(job: Job) -> None:
     for result in built:
         for path in result.paths:
             entries.append({"format": result.name, "path": path.name,
-                            "sha256": sha256(path), "bytes": path.stat().st_size})
+                            "sha256": sha256(path), "bytes": path.stat().st_size, **file_facts(path)})
         prints[result.name] = {"fingerprint": result.fingerprint}
     for result in built:
         placed = []
@@ -271,7 +272,8 @@ def _publish(job: Job) -> None:
             placed.append(folder / path.name)
         result.paths = placed
     entries.sort(key=lambda o: (o["format"], o["path"]))
-    manifest = {"source": job.source_label, "outputs": entries, "stages": dict(sorted(prints.items()))}
+    manifest = {"source": job.source_label, "article": article_facts(job.article), "outputs": entries,
+                "stages": dict(sorted(prints.items()))}
     write_atomic(folder / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
 
 
@@ -355,6 +357,8 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
                 _run_one(job, name, progress)
             for job in ready:
                 _close_article(job, progress)
+        if ready:       # the catalogue lists what is published now, including articles built before
+            write_catalogue(out_root, ready[0].theme, epoch)
     finally:
         stop_workers(pools)         # after a failure or Ctrl-C: end them rather than let them finish (else a no-op)
         for job in jobs:
@@ -474,5 +478,6 @@ def _close_article(job: Job, progress) -> None:
     elif job.ok and not (job.folder / "manifest.json").is_file():
         job.folder.mkdir(exist_ok=True)
         write_atomic(job.folder / "manifest.json", (json.dumps(
-            {"source": job.source_label, "outputs": [], "stages": {}}, indent=2) + "\n").encode())
+            {"source": job.source_label, "article": article_facts(job.article), "outputs": [], "stages": {}},
+            indent=2) + "\n").encode())
     progress.article_finished(job)
