@@ -15,9 +15,9 @@ The parts, each a well-kept library doing what it is made for:
   that listens is added to HTML pages as they are served, never to the
   files in output/.
 
-After a save, the documents (PDF, EPUB, page) are rebuilt and the pages
-reloaded first, then the narration: the page follows the text at once, the
-player a little later. A source with a mistake is reported in the terminal
+After a save, the large-print page is rebuilt and reloaded first, then the
+other documents (PDF, EPUB), then the narration: the page follows the text
+at once, the PDF and the player a little later. A source with a mistake is reported in the terminal
 and on the open pages (file:line:column, as `publish check` says it), and
 output/ keeps the last good build, which is what is served meanwhile.
 """
@@ -38,7 +38,10 @@ from .errors import EXIT_OK, EXIT_USAGE, PublishError, display_path
 
 PREFIX = "/__publish__/"                 # the server's own pages; no article folder can have this name
 LIVE_SCRIPT = "js/live-reload.js"        # in the theme
-NARRATION = ("audio",)                   # built after the documents, so that the page does not wait for it
+# What a save rebuilds, in turn, each published (and its pages reloaded) as soon as it is done: the page first,
+# which takes a fraction of a second, then the other documents (the PDF takes a second or two), then the
+# narration. The formats of no phase here (a new one) go with the documents.
+FIRST, LAST = ("html",), ("audio",)
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 HEARTBEAT = 15.0                         # seconds between keep-alive comments on the event stream
 
@@ -190,12 +193,15 @@ class Server:
                        str(self.out_root), str(self.cache_dir), self.paper)
 
     # -- building ---------------------------------------------------------------------------
+    def phases(self) -> list[tuple[str, ...]]:
+        first = tuple(f for f in self.formats if f in FIRST)
+        last = tuple(f for f in self.formats if f in LAST)
+        return [first, tuple(f for f in self.formats if f not in first + last), last]
+
     async def rebuild(self, builder: Builder, sources: list[Path]) -> None:
-        """The documents first (the page reloads), then the narration (the player reloads)."""
-        documents = tuple(f for f in self.formats if f not in NARRATION)
-        narration = tuple(f for f in self.formats if f in NARRATION)
+        """The page first, then the other documents, then the narration, each reloaded when it is ready."""
         readable = list(sources)
-        for formats in (documents, narration):
+        for formats in self.phases():
             if not formats or not readable:
                 continue
             outcome = await builder.run(self.request(readable, formats))
@@ -214,7 +220,7 @@ class Server:
         else:
             self.hub.send("clear", {})
         if outcome["published"]:
-            self.hub.send("reload", {"slugs": outcome["published"]})
+            self.hub.send("reload", {"slugs": outcome["published"], "formats": list(formats)})
 
     async def rebuild_loop(self, builder: Builder) -> None:
         """Build what changed; changes saved during a build are built together right after it."""

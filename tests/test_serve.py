@@ -116,7 +116,8 @@ def test_a_save_rebuilds_and_reloads_and_a_broken_save_keeps_the_last_good_page(
         events = served.events()
         source.write_text(source.read_text("utf-8").replace("title: Title of the handout",
                                                             "title: Caring for your knees"), "utf-8")
-        served.wait_for(lambda: ("reload", {"slugs": ["notes"]}) in events, "the reload event")
+        served.wait_for(lambda: ("reload", {"slugs": ["notes"], "formats": ["html"]}) in events, "the page's reload")
+        served.wait_for(lambda: ("reload", {"slugs": ["notes"], "formats": ["pdf"]}) in events, "the PDF's reload")
         status, page = served.get(PAGE)
         assert "Caring for your knees" in page and "Title of the handout" not in page
         assert "Caring for your knees" in served.get("/")[1]                   # the catalogue too
