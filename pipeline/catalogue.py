@@ -244,7 +244,12 @@ def write_catalogue(output_root: Path, theme: Theme, epoch: int | None = None) -
     entries = read_entries(output_root)
     files = {INDEX: render_index(entries, theme).encode("utf-8"), FEED: render_feed(entries, theme, epoch)}
     for name, relative in SHARED_ASSETS.items():
-        files[name] = theme.file(relative).read_bytes()
+        try:
+            files[name] = theme.file(relative).read_bytes()
+        except FileNotFoundError:
+            raise PublishError(Problem(display_path(theme.root / relative), 0, 0,
+                                       f"the theme has no {relative}, which the catalogue needs",
+                                       f"copy it from themes/default/{relative}")) from None
     if theme.logo:
         files[template_context(theme)["assets"]["logo"]] = theme.logo.path.read_bytes()
     written = []

@@ -14,6 +14,7 @@ from pikepdf import Pdf
 
 from conftest import B12, EPOCH, ROOT, run_publish
 from pipeline import catalogue, stages
+from pipeline.errors import PublishError
 from pipeline.theme import load_theme
 from test_html import AXE, TAGS, THEMES, browser, open_page  # noqa: F401 (browser is a fixture)
 
@@ -180,3 +181,17 @@ def test_axe_finds_no_violation_in_the_catalogue(browser, root, theme, width):  
     violations = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]]
     assert violations == [], violations
     assert len(result["passes"]) > 15
+
+
+def test_a_theme_without_the_catalogue_files_is_told_which_to_copy(root, tmp_path):
+    theme_dir = tmp_path / "clinic"
+    shutil.copytree(ROOT / "themes" / "default", theme_dir)
+    (theme_dir / "css" / "catalogue.css").unlink()
+    with pytest.raises(PublishError) as raised:
+        catalogue.write_catalogue(root, load_theme(theme_dir), int(EPOCH))
+    assert "the theme has no css/catalogue.css" in raised.value.format()
+    assert "copy it from themes/default/css/catalogue.css" in raised.value.format()
+    (theme_dir / "templates" / "catalogue" / "index.html").unlink()
+    with pytest.raises(PublishError) as raised:
+        catalogue.write_catalogue(root, load_theme(theme_dir), int(EPOCH))
+    assert "the theme has no template `index.html`" in raised.value.format()

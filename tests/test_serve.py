@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EPOCH, ROOT, run_publish
+from test_html import browser  # noqa: F401 (a fixture)
 
 PAGE = "/notes/notes.html"
 BOUND = 240            # seconds: a bound on waiting, not a speed target (bench/ measures speed)
@@ -164,5 +165,37 @@ def test_listening_beyond_this_computer_is_warned_about(project):
     try:
         assert "warning: listening on 0.0.0.0" in served.stderr() and "no password" in served.stderr()
         assert served.get(PAGE)[0] == 200
+    finally:
+        assert served.stop() == 0
+
+
+def test_the_open_page_reloads_itself_and_shows_why_a_save_failed(project, browser):  # noqa: F811
+    """In Chromium: the page follows the source, and a mistake appears on it without losing the page."""
+    source = project / "source" / "notes.yaml"
+    served = Served(project, "--format", "html")
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"http://127.0.0.1:{served.port}{PAGE}")
+        page.wait_for_selector("html[data-live-reload=on]")        # listening to the server
+        page.evaluate("window.notReloadedYet = true")
+        source.write_text(source.read_text("utf-8").replace("title: Title of the handout",
+                                                            "title: Caring for your knees"), "utf-8")
+        page.wait_for_function("document.querySelector('h1').textContent.includes('Caring for your knees')",
+                               timeout=BOUND * 1000)
+        assert page.evaluate("window.notReloadedYet === undefined")              # reloaded, not patched
+        page.wait_for_selector("html[data-live-reload=on]")
+
+        text = source.read_text("utf-8")
+        line = text.splitlines().index("  - faq:") + 1
+        source.write_text(text.replace("  - faq:", "  - fac:"), "utf-8")
+        alert = page.wait_for_selector("[role=alert]", timeout=BOUND * 1000)
+        shown = alert.inner_text()
+        assert f"source/notes.yaml:{line}:5: error: unknown block kind `fac`" in shown
+        assert "shows the last good version" in shown
+        assert page.inner_text("h1") == "Caring for your knees"
+
+        source.write_text(text, "utf-8")                                           # fixed: the alert goes
+        page.wait_for_function("document.querySelector('[role=alert]') === null", timeout=BOUND * 1000)
+        page.context.close()
     finally:
         assert served.stop() == 0

@@ -44,6 +44,7 @@
   }
 
   var events = new EventSource("/__publish__/events");
+  events.addEventListener("open", function () { document.documentElement.setAttribute("data-live-reload", "on"); });
   events.addEventListener("problems", function (event) { showProblems(JSON.parse(event.data).text); });
   events.addEventListener("clear", function () {
     if (banner) { banner.remove(); banner = null; }
