@@ -74,25 +74,28 @@ def run_build(request: Request) -> dict:
     """Load the theme and the articles, build them (in the builder process); say what happened.
 
     Returns the slugs published, the sources that could not be read (their other formats are not tried),
-    and every problem as `publish build` prints it.
+    and every problem as `publish build` prints it, with what it is about: [source, stage or "read", text]
+    (the source is "" for the theme and the output folder).
     """
     from dataclasses import replace
     from .build import Job, build
     from .source import load_article
     from .theme import load_theme
     started = time.perf_counter()
-    problems, unreadable, jobs = [], [], []
+    problems: list[list[str]] = []
+    unreadable, jobs = [], []
     try:
         theme = load_theme(Path(request.theme_dir))
         if request.paper:
             theme = replace(theme, paper=request.paper)
     except PublishError as exc:
-        return {"published": [], "unreadable": list(request.sources), "problems": [exc.format()], "seconds": 0.0}
+        return {"published": [], "unreadable": list(request.sources), "problems": [["", "read", exc.format()]],
+                "seconds": 0.0}
     for source in request.sources:
         try:
             article = load_article(Path(source), source, publisher=theme.organisation)
         except PublishError as exc:
-            problems.append(exc.format())
+            problems.append([source, "read", exc.format()])
             unreadable.append(source)
             continue
         jobs.append(Job(article, theme, list(request.formats), source))
@@ -100,13 +103,14 @@ def run_build(request: Request) -> dict:
         try:
             build(jobs, Path(request.out_root), Path(request.cache_dir))
         except PublishError as exc:
-            problems.append(exc.format())
+            problems.append(["", "read", exc.format()])
     for job in jobs:
         for name, result in job.stages.items():
             if result.error:
-                problems.append(f"{job.source_label}: the {name} stage failed:\n{result.error.format()}")
+                problems.append([job.source_label, name, f"{job.source_label}: the {name} stage failed:\n"
+                                                         f"{result.error.format()}"])
         if job.error:
-            problems.append(job.error.format())
+            problems.append([job.source_label, "read", job.error.format()])
     published = [job.slug for job in jobs if job.ok and any(r.status == "built" for r in job.stages.values())]
     return {"published": published, "unreadable": unreadable, "problems": problems,
             "seconds": round(time.perf_counter() - started, 2)}
@@ -131,7 +135,8 @@ class Builder:
         except BrokenProcessPool:
             self.pool = self._start()
             return {"published": [], "unreadable": [], "seconds": 0.0,
-                    "problems": ["publish serve: the builder process ended unexpectedly; save again to rebuild"]}
+                    "problems": [["", "read", "publish serve: the builder process ended unexpectedly; save again "
+                                                "to rebuild"]]}
 
     def stop(self) -> None:
         from .build import stop_workers
@@ -142,10 +147,13 @@ class Builder:
 
 @dataclass
 class Hub:
-    """The open pages' event streams, and the last build's problems (told to a page as soon as it connects)."""
+    """The open pages' event streams, and the problems not yet fixed (told to a page as soon as it connects)."""
 
     queues: set = field(default_factory=set)
-    problems: list[str] = field(default_factory=list)
+    problems: dict[tuple[str, str], list[str]] = field(default_factory=dict)    # (source, stage or "read") → texts
+
+    def problems_text(self) -> str:
+        return "\n\n".join(text for key in sorted(self.problems) for text in self.problems[key])
 
     def send(self, event: str, data: dict) -> None:
         for queue in self.queues:
@@ -204,23 +212,30 @@ class Server:
         for formats in self.phases():
             if not formats or not readable:
                 continue
-            outcome = await builder.run(self.request(readable, formats))
-            self.report(outcome, formats)
+            request = self.request(readable, formats)
+            outcome = await builder.run(request)
+            self.report(request, outcome)
             readable = [s for s in readable if display_path(s) not in outcome["unreadable"]]
 
-    def report(self, outcome: dict, formats: tuple[str, ...]) -> None:
-        for problem in outcome["problems"]:
-            print(problem, file=sys.stderr, flush=True)
+    def report(self, request: Request, outcome: dict) -> None:
+        """Tell the terminal and the open pages: the problems of the sources just built replace their earlier
+        ones (another article's problems stay until it is fixed), and the rebuilt pages reload."""
+        for _, _, text in outcome["problems"]:
+            print(text, file=sys.stderr, flush=True)
         if outcome["published"]:
-            print(f"rebuilt {', '.join(outcome['published'])} ({', '.join(formats)}) in {outcome['seconds']:.1f} s",
-                  file=sys.stderr, flush=True)
-        self.hub.problems = outcome["problems"]
-        if outcome["problems"]:
-            self.hub.send("problems", {"text": "\n\n".join(outcome["problems"])})
+            print(f"rebuilt {', '.join(outcome['published'])} ({', '.join(request.formats)}) in "
+                  f"{outcome['seconds']:.1f} s", file=sys.stderr, flush=True)
+        for source, about in list(self.hub.problems):
+            if source in ("", *request.sources) and about in ("read", *request.formats):
+                del self.hub.problems[source, about]
+        for source, about, text in outcome["problems"]:
+            self.hub.problems.setdefault((source, about), []).append(text)
+        if self.hub.problems:
+            self.hub.send("problems", {"text": self.hub.problems_text()})
         else:
             self.hub.send("clear", {})
         if outcome["published"]:
-            self.hub.send("reload", {"slugs": outcome["published"], "formats": list(formats)})
+            self.hub.send("reload", {"slugs": outcome["published"], "formats": list(request.formats)})
 
     async def rebuild_loop(self, builder: Builder) -> None:
         """Build what changed; changes saved during a build are built together right after it."""
@@ -250,10 +265,10 @@ class Server:
     async def watch(self, stop: asyncio.Event) -> None:
         import watchfiles
         ignored = (self.out_root.resolve(), self.cache_dir.resolve())
+        editors_files = watchfiles.DefaultFilter()          # swap and backup files, .git, __pycache__
 
         def interesting(change, name: str) -> bool:
-            path = Path(name)
-            return watchfiles.DefaultFilter()(change, name) and not any(path.is_relative_to(i) for i in ignored)
+            return editors_files(change, name) and not any(Path(name).is_relative_to(i) for i in ignored)
 
         async for changes in watchfiles.awatch(*self.watched(), watch_filter=interesting, stop_event=stop,
                                                debounce=200, step=20):
@@ -312,7 +327,7 @@ class Server:
         queue: asyncio.Queue = asyncio.Queue()
         self.hub.queues.add(queue)
         if self.hub.problems:
-            queue.put_nowait(("problems", {"text": "\n\n".join(self.hub.problems)}))
+            queue.put_nowait(("problems", {"text": self.hub.problems_text()}))
         try:
             while True:
                 try:

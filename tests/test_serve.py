@@ -199,3 +199,31 @@ def test_the_open_page_reloads_itself_and_shows_why_a_save_failed(project, brows
         page.context.close()
     finally:
         assert served.stop() == 0
+
+
+def test_a_problem_stays_on_the_pages_until_its_own_article_is_fixed(tmp_path):
+    """Two articles: fixing one, or rebuilding another format, does not hide the other's problem."""
+    import asyncio
+    from pipeline.serve import Request, Server
+
+    server = Server([tmp_path / "a.yaml", tmp_path / "b.yaml"], None, tmp_path, ("html", "pdf"), tmp_path, tmp_path,
+                    None)
+    queue: asyncio.Queue = asyncio.Queue()
+    server.hub.queues.add(queue)
+
+    def built(sources, formats, problems=(), published=()):
+        request = Request(tuple(sources), tuple(formats), "", "", "", None)
+        server.report(request, {"published": list(published), "unreadable": [], "seconds": 0.1,
+                                "problems": [list(p) for p in problems]})
+        return [queue.get_nowait() for _ in range(queue.qsize())]
+
+    broken_a = ("a.yaml", "read", "a.yaml:3:5: error: unknown block kind `sumary`")
+    assert built(["a.yaml"], ["html"], [broken_a]) == [("problems", {"text": broken_a[2]})]
+    failed_b = ("b.yaml", "pdf", "b.yaml: the pdf stage failed:\nb.yaml: error: no room")
+    events = built(["b.yaml"], ["pdf"], [failed_b])
+    assert events == [("problems", {"text": broken_a[2] + "\n\n" + failed_b[2]})]
+    events = built(["b.yaml"], ["html"], published=["b"])           # b's page is fine; its PDF still is not
+    assert events[0] == ("problems", {"text": broken_a[2] + "\n\n" + failed_b[2]})
+    assert events[1] == ("reload", {"slugs": ["b"], "formats": ["html"]})
+    assert built(["a.yaml"], ["html"], published=["a"])[0] == ("problems", {"text": failed_b[2]})
+    assert built(["b.yaml"], ["pdf"], published=["b"])[0] == ("clear", {})
