@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "source" / "b12-lower-back-pain.yaml"
-SENTENCE = "with one study noting a 32% decrease"
+SENTENCE = "with one study noting a 32%"
 TARGETS = {"html": 1.0, "pdf": 1.0, "audio": 3.0}          # seconds from the save
 DEADLINE = 300.0                                            # seconds: give up on a save after this
 PHASE_NAMES = {"html": "large-print page", "pdf": "PDF preview", "audio": "narration in the player"}
@@ -58,6 +58,8 @@ def main() -> int:
             text = source.read_text("utf-8")
             for run in range(args.runs):
                 edited = text.replace(SENTENCE, SENTENCE.replace("32%", f"{40 + run}%"))
+                if edited == text:
+                    raise SystemExit(f"the source no longer says {SENTENCE!r}: choose another sentence to edit")
                 saved = time.perf_counter()
                 source.write_text(edited, "utf-8")
                 waiting = set(TARGETS)
