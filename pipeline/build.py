@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__, stages
+from .catalogue import article_facts, file_facts, write_catalogue
 from .dates import article_epoch
 from .errors import InternalError, Problem, PublishError
 from .stages import BuildContext
@@ -263,7 +264,7 @@ def _publish(job: Job) -> None:
     for result in built:
         for path in result.paths:
             entries.append({"format": result.name, "path": path.name,
-                            "sha256": sha256(path), "bytes": path.stat().st_size})
+                            "sha256": sha256(path), "bytes": path.stat().st_size, **file_facts(path)})
         # and what the stage says it was made with: the narration's files (mp3, m4b) and its voice
         prints[result.name] = {"fingerprint": result.fingerprint,
                                **{k: v for k, v in result.report.items() if k in ("containers", "voice")}}
@@ -280,7 +281,8 @@ def _publish(job: Job) -> None:
         if old.get("format") in rebuilt and old.get("path") not in kept and "/" not in old.get("path", "/"):
             (folder / old["path"]).unlink(missing_ok=True)
     entries.sort(key=lambda o: (o["format"], o["path"]))
-    manifest = {"source": job.source_label, "outputs": entries, "stages": dict(sorted(prints.items()))}
+    manifest = {"source": job.source_label, "article": article_facts(job.article), "outputs": entries,
+                "stages": dict(sorted(prints.items()))}
     write_atomic(folder / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
 
 
@@ -364,6 +366,8 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
                 _run_one(job, name, progress)
             for job in ready:
                 _close_article(job, progress)
+        if ready:       # the catalogue lists what is published now, including articles built before
+            write_catalogue(out_root, ready[0].theme, epoch)
     finally:
         stop_workers(pools)         # after a failure or Ctrl-C: end them rather than let them finish (else a no-op)
         for job in jobs:
@@ -483,5 +487,6 @@ def _close_article(job: Job, progress) -> None:
     elif job.ok and not (job.folder / "manifest.json").is_file():
         job.folder.mkdir(exist_ok=True)
         write_atomic(job.folder / "manifest.json", (json.dumps(
-            {"source": job.source_label, "outputs": [], "stages": {}}, indent=2) + "\n").encode())
+            {"source": job.source_label, "article": article_facts(job.article), "outputs": [], "stages": {}},
+            indent=2) + "\n").encode())
     progress.article_finished(job)

@@ -6,14 +6,15 @@ import difflib
 import importlib
 import json
 import os
+import re
 import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from . import __version__, cache, stages, stamp
+from . import __version__, cache, catalogue, stages, stamp
 from .build import Job, StageResult, build, source_date_epoch, start_workers, stop_workers
-from .errors import EXIT_OK, EXIT_USAGE, PublishError, display_path
+from .errors import EXIT_CONTENT, EXIT_OK, EXIT_USAGE, PublishError, display_path
 from .progress import Lines, Live_, Quiet, summary
 
 ARTICLES_PER_WORKER = 100        # articles a worker process builds before a fresh one takes over (see below)
@@ -49,16 +50,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     build = sub.add_parser("build", help="build articles into output/<slug>/",
                            description="Build articles into output/<slug>/ (every article under source/ when none is named).")
-    build.add_argument("sources", nargs="*", metavar="SOURCE", help="article YAML files (default: source/*.yaml)")
-    build.add_argument("--format", default="", metavar="LIST",
-                       help="comma-separated formats to build: " + ", ".join(FORMAT_NAMES)
-                       + " (audio is mp3 and m4b; default: every available one, the narration files the theme names)")
-    build.add_argument("--theme", default="default", metavar="NAME", help="theme folder under themes/ (default: default)")
-    build.add_argument("--out", default=None, metavar="DIR", help="output folder (default: output/)")
-    build.add_argument("--paper", choices=("a4", "letter"), help="paper size of the PDF (default: the theme's)")
-    build.add_argument("--voice-engine", choices=("system", "piper"), default=None,
-                       help="speech engine of the narration: system (pyttsx3) or piper (neural) (default: the theme's)")
-    build.add_argument("--cache", default=None, metavar="DIR", help="folder for caches such as synthesized speech (default: .cache/)")
+    _add_build_options(build)
     build.add_argument("--cache-limit", default=cache.DEFAULT_LIMIT, type=_size, metavar="SIZE",
                        help="keep the cache within SIZE, removing what was used longest ago (default: 2G)")
     build.add_argument("--report", default=None, metavar="FILE", help="also write a JSON report of what was built")
@@ -90,7 +82,35 @@ def make_parser() -> argparse.ArgumentParser:
     say.add_argument("--voice-engine", choices=("system", "piper"), default=None,
                      help="speech engine: system or piper (default: the theme's)")
     say.add_argument("--out", default="say.mp3", metavar="FILE", help="the MP3 file to write (default: say.mp3)")
+
+    serve = sub.add_parser("serve", help="build, serve output/ and rebuild on every save (live preview)",
+                           description="Build the articles, serve output/ over HTTP, and rebuild and reload the "
+                                       "open pages whenever a source or the theme is saved. Ctrl-C stops it.")
+    _add_build_options(serve)
+    serve.add_argument("--port", type=int, default=8000, metavar="N", help="port to listen on (default: 8000; 0: any free port)")
+    serve.add_argument("--host", default="127.0.0.1", metavar="HOST",
+                       help="address to listen on (default: 127.0.0.1, this computer only)")
+
+    new = sub.add_parser("new", help="start a new article from the theme's commented template",
+                         description="Write source/SLUG.yaml from the theme's template, which shows every kind of block.")
+    new.add_argument("slug", metavar="SLUG", help="the article's file name without .yaml, e.g. knee-pain")
+    new.add_argument("--theme", default="default", metavar="NAME", help="theme folder under themes/ (default: default)")
+    new.add_argument("--dir", default=None, metavar="DIR", help="folder to write it in (default: source/)")
     return parser
+
+
+def _add_build_options(parser: argparse.ArgumentParser) -> None:
+    """The options `build` and `serve` share: what to build, with which theme, and where."""
+    parser.add_argument("sources", nargs="*", metavar="SOURCE", help="article YAML files (default: source/*.yaml)")
+    parser.add_argument("--format", default="", metavar="LIST",
+                        help="comma-separated formats to build: " + ", ".join(FORMAT_NAMES)
+                        + " (audio is mp3 and m4b; default: every available one, the narration files the theme names)")
+    parser.add_argument("--theme", default="default", metavar="NAME", help="theme folder under themes/ (default: default)")
+    parser.add_argument("--out", default=None, metavar="DIR", help="output folder (default: output/)")
+    parser.add_argument("--paper", choices=("a4", "letter"), help="paper size of the PDF (default: the theme's)")
+    parser.add_argument("--voice-engine", choices=("system", "piper"), default=None,
+                        help="speech engine of the narration: system (pyttsx3) or piper (neural) (default: the theme's)")
+    parser.add_argument("--cache", default=None, metavar="DIR", help="folder for caches such as synthesized speech (default: .cache/)")
 
 
 def _size(text: str) -> int:
@@ -192,7 +212,9 @@ def run(args: argparse.Namespace) -> int:
         theme_dir = root / "themes" / args.theme
         if not theme_dir.is_dir() or "/" in args.theme or args.theme.startswith("."):
             raise UsageError(f"no theme `{args.theme}` in {root / 'themes'}")
-        if args.command == "build":
+        if args.command == "new":
+            return new_article(args.slug, theme_dir, Path(args.dir) if args.dir else root / "source")
+        if args.command in ("build", "serve"):
             formats, args.audio_formats = parse_formats(args.format)
             # A format asked for by name whose system library is missing: the others still build, and the
             # command ends with the missing tool's message and exit code.
@@ -201,8 +223,10 @@ def run(args: argparse.Namespace) -> int:
             if not formats:
                 print("\n".join(error.format() for error in args.missing), file=sys.stderr)
                 return max(error.exit_code for error in args.missing)
-            if args.jobs is not None and args.jobs < 1:
-                raise UsageError("--jobs must be at least 1")
+        if args.command == "build" and args.jobs is not None and args.jobs < 1:
+            raise UsageError("--jobs must be at least 1")
+        if args.command == "serve" and not 0 <= args.port <= 65535:
+            raise UsageError("--port must be between 0 and 65535")
         if args.command == "say":
             from .pronounce import say
             return say(args, theme_dir)
@@ -219,11 +243,15 @@ def run(args: argparse.Namespace) -> int:
                 print(f"shard {args.shard[0]}/{args.shard[1]}: none of the articles falls to this shard",
                       file=sys.stderr)
             return _report(args, [], EXIT_OK, Quiet())
+    if args.command == "serve":
+        from .serve import serve
+        return serve(sources, theme_dir, formats, _out_root(args, root), _cache_dir(args, root),
+                     host=args.host, port=args.port, paper=args.paper,
+                     discover=None if args.sources else root / "source")
 
     keys, out_root, cache_dir = {}, Path(), Path()
     if args.command == "build":
-        out_root = Path(args.out) if args.out else Path(display_name(root / "output"))
-        cache_dir = Path(args.cache) if args.cache else root / ".cache"
+        out_root, cache_dir = _out_root(args, root), _cache_dir(args, root)
         try:
             epoch = source_date_epoch()
         except PublishError as exc:
@@ -237,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError:
             pass                          # an unreadable file: the full check reports it
         current = _current_jobs(sources, formats, keys, out_root, cache_dir)
-        if current is not None:
+        if current is not None and catalogue.is_written(out_root):
             return _report(args, current, EXIT_OK, _progress(args))
 
     # Something may have to be built: the workers start now and load their libraries while the articles
@@ -250,6 +278,40 @@ def run(args: argparse.Namespace) -> int:
         return _load_and_build(args, theme_dir, sources, formats, keys, out_root, cache_dir, pools)
     finally:
         stop_workers(pools)
+
+
+def _out_root(args: argparse.Namespace, root: Path) -> Path:
+    return Path(args.out) if args.out else Path(display_name(root / "output"))
+
+
+def _cache_dir(args: argparse.Namespace, root: Path) -> Path:
+    return Path(args.cache) if args.cache else root / ".cache"
+
+
+SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+NEW_ARTICLE_TEMPLATE = "templates/new-article.yaml"
+
+
+def new_article(slug: str, theme_dir: Path, folder: Path) -> int:
+    """Write folder/<slug>.yaml from the theme's commented template (never over an existing file)."""
+    from .build import write_atomic
+    if not SLUG.fullmatch(slug):
+        raise UsageError(f"`{slug}` cannot name an article: use lowercase letters, digits and dashes, e.g. knee-pain "
+                         "(it becomes the output folder and file names)")
+    template = theme_dir / NEW_ARTICLE_TEMPLATE
+    if not template.is_file():
+        raise UsageError(f"the theme has no {NEW_ARTICLE_TEMPLATE}; copy it from themes/default/")
+    target = folder / f"{slug}.yaml"
+    if target.exists():
+        raise UsageError(f"{display_name(target)} already exists; choose another name, or edit that file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, template.read_bytes())
+    except OSError as exc:
+        print(f"publish: error: cannot write {display_name(target)} ({exc.strerror})", file=sys.stderr)
+        return EXIT_CONTENT
+    print(f"wrote {display_name(target)}: replace the example text, then run `publish check {display_name(target)}`")
+    return EXIT_OK
 
 
 def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Path], formats: list[str],
