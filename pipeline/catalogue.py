@@ -240,7 +240,10 @@ def write_catalogue(output_root: Path, theme: Theme, epoch: int | None = None) -
     content is unchanged are left alone; the others are replaced atomically.
     """
     from .build import source_date_epoch, write_atomic
-    epoch = source_date_epoch() if epoch is None else epoch
+    from .dates import DEFAULT_EPOCH
+    if epoch is None:       # an entry with no date of its own is dated like an article without one
+        epoch = source_date_epoch()
+        epoch = DEFAULT_EPOCH if epoch is None else epoch
     entries = read_entries(output_root)
     files = {INDEX: render_index(entries, theme).encode("utf-8"), FEED: render_feed(entries, theme, epoch)}
     for name, relative in SHARED_ASSETS.items():

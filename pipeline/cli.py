@@ -68,6 +68,8 @@ def make_parser() -> argparse.ArgumentParser:
                                        "checking every file against its manifest's SHA-256 first.")
     merge.add_argument("folders", nargs="+", metavar="DIR", help="the output folders the shards built into")
     merge.add_argument("--out", default=None, metavar="DIR", help="the merged output folder (default: output/)")
+    merge.add_argument("--theme", default="default", metavar="NAME",
+                       help="theme of the catalogue written over the merged tree (default: default)")
 
     check = sub.add_parser("check", help="validate articles without building",
                            description="Validate articles and the theme; print every problem found.")
@@ -390,8 +392,14 @@ def _merge(args: argparse.Namespace, root: Path) -> int:
     except PublishError as exc:
         print(exc.format(), file=sys.stderr)
         return exc.exit_code
-    # Anything made from the whole merged tree (an index of every article) is written here, once every
-    # article has landed.
+    # The catalogue lists the whole merged tree, so it is written here, once every article has landed; it is
+    # made from the manifests alone, so it equals the catalogue of a build on one machine.
+    from .theme import load_theme
+    try:
+        catalogue.write_catalogue(out, load_theme(root / "themes" / args.theme))
+    except PublishError as exc:
+        print(exc.format(), file=sys.stderr)
+        return exc.exit_code
     print(f"merged {len(merged)} articles from {len(folders)} folders into {display_name(out)}", file=sys.stderr)
     return EXIT_OK
 
