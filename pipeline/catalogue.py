@@ -63,6 +63,7 @@ class Kind:
 KINDS = {
     ".html": Kind("Large-print web page", "HTML", "text/html"),
     ".pdf": Kind("PDF handout", "PDF", "application/pdf", acquisition=True),
+    ".large-print.pdf": Kind("Large-print PDF handout", "PDF", "application/pdf", acquisition=True),
     ".epub": Kind("E-book", "EPUB 3", "application/epub+zip", acquisition=True),
     ".m4b": Kind("Audiobook with chapters", "M4B", "audio/mp4", acquisition=True),
     ".mp3": Kind("Narration", "MP3", "audio/mpeg", acquisition=True),

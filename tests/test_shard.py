@@ -85,7 +85,7 @@ def test_a_new_article_is_built_by_one_shard_and_the_others_rebuild_nothing(tmp_
         new_owner = shard_of(added.stem, SHARDS) == k
         assert after == sorted(built[k - 1] + ["a-new-handout"] * new_owner)
         statuses = {a["source"]: {s["status"] for s in a["stages"]} for a in json.loads(report.read_text())["articles"]}
-        assert all(status == {"cached"} for source, status in statuses.items() if "a-new-handout" not in source)
+        assert all(status == {"cached"} for source, status in statuses.items() if "a-new-handout" not in source), statuses
 
 
 def test_merge_refuses_a_damaged_or_missing_file_and_writes_nothing(tmp_path):
