@@ -63,8 +63,10 @@ class AudioStage:
                 sound.append(encoder.add(utterances_of_chapter, synth))
             encoded, count = encoder.finish()
         sound, encoded = placed(sound, encoded)
+        damaged = synth.damaged + encoder.damaged            # found in the cache, moved aside and made again
         ctx.report["audio"] = {"utterances": len(utterances), "synthesized": synth.synthesized,
-                               "cached": len(utterances) - synth.synthesized, "chapters": len(sound), "encoded": count}
+                               "cached": len(utterances) - synth.synthesized, "chapters": len(sound), "encoded": count,
+                               "cache_repaired": len(damaged), "damaged_entries": damaged}
         files[".vtt"].write_text(webvtt(cues(sound)), encoding="utf-8")
         files[".transcript.txt"].write_text(transcript(article, utterances, chapters), encoding="utf-8")
 

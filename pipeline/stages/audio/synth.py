@@ -9,10 +9,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
-from ...cache import mark_used
+from ...cache import store, temp_for, verified
 from ...errors import MissingTool, Problem, PublishError
 from .tools import ESPEAK_INSTALL as INSTALL, engine_version
 
@@ -53,6 +52,7 @@ class Synthesizer:
         self.cache = cache_dir / "speech"
         self.cache.mkdir(parents=True, exist_ok=True)
         self.synthesized = 0
+        self.damaged: list[str] = []      # cache entries found damaged (and made again)
 
     def _voice(self, language: str, voices: dict[str, str]) -> str:
         wanted = (voices.get(language) or voices.get(language.split("-")[0]) or language).lower()
@@ -73,25 +73,23 @@ class Synthesizer:
     def wav(self, text: str) -> Path:
         """The cached WAV of *text*, synthesizing it only if it is not cached yet."""
         target = self.cache / f"{self.key(text)}.wav"
-        if target.is_file():
-            mark_used(target)
+        if verified(target, self.damaged):
             return target
-        fd, tmp = tempfile.mkstemp(dir=self.cache, suffix=".wav")
-        os.close(fd)
+        tmp = temp_for(target)
         try:
             # Seen under load: now and then runAndWait() returns before the driver has written any
             # sound, leaving only a WAV header. Such a file is never cached; the utterance is tried again.
             for _ in range(ATTEMPTS):
                 with quiet_stdout():
-                    self.engine.save_to_file(text, tmp)
+                    self.engine.save_to_file(text, str(tmp))
                     self.engine.runAndWait()      # once per file: queued saves write only the last one
-                if os.path.getsize(tmp) > WAV_HEADER:
+                if tmp.is_file() and tmp.stat().st_size > WAV_HEADER:
                     break
             else:
                 raise PublishError(Problem("publish", 0, 0, f"espeak-ng produced no sound for: {text[:60]}",
                                            f"check the espeak-ng installation ({INSTALL})"))
-            os.replace(tmp, target)              # atomic: a cache entry is whole or absent
+            store(tmp, target)                   # atomic, with its checksum: a cache entry is whole or absent
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
         self.synthesized += 1
         return target
