@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__, cache, stages
 from .errors import EnvironmentProblem, InternalError, LockWaitExpired, Problem, PublishError, cannot_use, display_path
-from .files import fsync_file, manifest_bytes, read_manifest, sha256, swap_in, write_atomic
+from .files import fsync_file, link_or_copy, manifest_bytes, read_manifest, sha256, swap_in, write_atomic
 from .stages import BuildContext
 from .stamp import InputHash, code_hash, theme_digest
 
@@ -263,32 +263,23 @@ def _publish(job: Job) -> None:
         name = entry.get("path", "")
         if entry.get("format") in rebuilt or Path(name).name != name or not (job.folder / name).is_file():
             continue
-        _link_or_copy(job.folder / name, new / name)
+        link_or_copy(job.folder / name, new / name)
         entries.append(entry)
     for result in built:
         time.sleep(pause)
-        placed = []
         for path in result.paths:
             fsync_file(path)                                # on the disk before the swap makes it visible
             os.replace(path, new / path.name)
-            placed.append(new / path.name)
             entries.append({"format": result.name, "path": path.name,
-                            "sha256": sha256(placed[-1]), "bytes": placed[-1].stat().st_size})
-        result.paths = [job.folder / path.name for path in placed]
+                            "sha256": sha256(new / path.name), "bytes": (new / path.name).stat().st_size})
         prints[result.name] = {"fingerprint": result.fingerprint}
     time.sleep(pause)
     write_atomic(new / "manifest.json", manifest_bytes(job.source_label, entries, prints))
     time.sleep(pause)
     swap_in(new, job.folder)          # the previous folder is now in the staging folder, removed with it
+    for result in built:
+        result.paths = [job.folder / path.name for path in result.paths]
     time.sleep(pause)
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """A second name for a published file (it is never changed in place), or a copy where links are refused."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 def _finish(job: Job) -> None:

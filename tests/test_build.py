@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image as Picture
 
-from conftest import B12, EPOCH, ROOT, run_publish
+from conftest import B12, EPOCH, ROOT, run_publish, small_filesystem
 from pipeline import stages
 from pipeline.errors import EXIT_ENVIRONMENT
 
@@ -176,14 +176,9 @@ def test_an_interrupted_build_leaves_the_previous_outputs_intact(tmp_path, sig):
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    """A 16 kB file system: a real 'disk full'. Needs root (as CI runs); failing to mount fails the test."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mount)], capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.fail(f"cannot mount a small tmpfs to simulate a full disk (run the tests as root): {result.stderr}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=False)
+    """A 16 kB file system: a real 'disk full'."""
+    with small_filesystem(tmp_path / "disk", "16k") as mount:
+        yield mount
 
 
 def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_output(tmp_path, tiny_disk):
