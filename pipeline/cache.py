@@ -54,8 +54,10 @@ def check_folder(cache_dir: Path) -> None:
     """Make sure the cache and its folders can be written, before any work starts (an EnvironmentProblem if not)."""
     for folder in (cache_dir, *(cache_dir / name for name in FOLDERS)):
         if folder.exists() and not folder.is_dir():
-            raise EnvironmentProblem(Problem(display_path(folder), 0, 0,
-                                             "the cache folder is a file, not a folder", FIX))
+            raise EnvironmentProblem(Problem(
+                display_path(folder), 0, 0, "the cache folder is a file, not a folder",
+                "delete that file (the cache only saves time; builds make it again), "
+                "or choose another cache folder with --cache DIR"))
         try:
             folder.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(dir=folder, prefix=f"probe.{os.getpid()}-", suffix=".tmp")
