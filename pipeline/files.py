@@ -119,6 +119,8 @@ def swap_in(new: Path, target: Path) -> Path | None:
     renames, between which *target* is briefly absent (still never a mix).
     *new* and *target* must be on one file system.
     """
+    if target.is_dir():                  # the folder keeps the permissions it was given (e.g. for a web server)
+        os.chmod(new, target.stat().st_mode & 0o7777)
     fsync_folder(new)
     previous: Path | None = new
     if not target.exists():

@@ -322,8 +322,10 @@ def test_a_build_of_one_format_keeps_the_others_from_the_previous_build(tmp_path
     assert _build(project, "html").wait(timeout=300) == 0
     folder = project / "output" / B12.stem
     html = contents(folder)
+    folder.chmod(0o2770)                   # as set up for a web server's group
     assert _build(project, "epub").wait(timeout=300) == 0
     now = contents(folder)
+    assert folder.stat().st_mode & 0o7777 == 0o2770, "the new folder lost the permissions given to the old one"
     assert {name: data for name, data in now.items() if name in html and name != "manifest.json"} == \
         {name: data for name, data in html.items() if name != "manifest.json"}
     assert f"{B12.stem}.epub" in now and manifest_matches(folder)
