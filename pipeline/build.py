@@ -12,19 +12,23 @@
   and the speech libraries.
 * Atomic: stages render into a private staging folder beside
   ``output/<slug>/`` (same file system, so a move is a rename). Only when
-  every stage of an article succeeded are its files moved into place, one
-  ``os.replace`` each, then ``manifest.json``. A failure, Ctrl-C or a killed
-  build leaves the previous outputs as they were; leftover staging folders
-  are removed by the next build.
+  every stage of an article succeeded is the article's new folder put
+  together there (the new files, the previous build's files of the formats
+  not rebuilt, ``manifest.json``), flushed to the disk, and swapped with
+  ``output/<slug>/`` in one rename: at every instant the folder is wholly
+  the previous build or wholly the new one, with its manifest. A failure,
+  Ctrl-C or a killed build leaves the previous outputs as they were;
+  leftover staging folders are removed by the next build of the article.
+* One build of an article at a time: a lock file beside its folder
+  (``.<slug>.lock``, kept in place so that every build locks the same
+  file); a second build waits for the first, as long as it takes unless
+  ``--wait`` says otherwise.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import ctypes.util
-import errno
-import hashlib
-import json
 import os
 import shutil
 import signal
@@ -34,10 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__, stages
+from . import __version__, cache, stages
 from .catalogue import article_facts, file_facts, write_catalogue
 from .dates import article_epoch
-from .errors import InternalError, Problem, PublishError
+from .errors import EnvironmentProblem, InternalError, LockWaitExpired, Problem, PublishError, cannot_use, display_path
+from .files import fsync_file, link_or_copy, manifest_bytes, read_manifest, sha256, swap_in, write_atomic
 from .stages import BuildContext
 from .stamp import InputHash, code_hash, theme_digest
 
@@ -47,7 +52,9 @@ if TYPE_CHECKING:         # kept out of a build with nothing to do, which must s
     from .model import Article
     from .theme import Theme
 
-LOCK_WAIT = 5.0          # seconds to wait for another build of the same article
+OUT_FIX = "choose another output folder with --out DIR"
+# Seconds to pause between the steps of publishing, for tests that stop a build there (never set otherwise).
+PUBLISH_PAUSE = "PUBLISH_TEST_PUBLISH_PAUSE"
 # The order an article's stages start in: the slowest first. On two cores the
 # narration, started last, would finish long after the rest had.
 SLOWEST_FIRST = ("audio", "pdf", "pdf-large", "epub", "html", "braille")
@@ -113,35 +120,8 @@ class Quiet:
     def stage_started(self, job, name): pass
     def stage_finished(self, job, result): pass
     def article_finished(self, job): pass
+    def waiting(self, job): pass
     def stop(self): pass
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)          # mkstemp makes it private; outputs are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_manifest(folder: Path) -> dict:
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
-        return manifest if isinstance(manifest, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 # -- fingerprints -------------------------------------------------------------
@@ -191,10 +171,7 @@ def run_stage(name: str, article: Article, theme: Theme, workdir: Path, ctx: Bui
     except PublishError:
         raise
     except OSError as exc:
-        hint = ("free some disk space, or build into another folder with --out" if exc.errno == errno.ENOSPC
-                else "check that the output folder is writable and the disk is not full")
-        raise PublishError(Problem(str(workdir.parent.parent), 0, 0,
-                                   f"cannot write the {name} output ({exc.strerror})", hint)) from None
+        raise _stage_os_error(name, exc, workdir, ctx) from None
     except Exception as exc:
         if os.environ.get("PUBLISH_DEBUG"):
             raise
@@ -202,6 +179,14 @@ def run_stage(name: str, article: Article, theme: Theme, workdir: Path, ctx: Bui
                                     f"{type(exc).__name__}: {exc}",
                                     "this is a bug; run again with PUBLISH_DEBUG=1 for the details and report them")) from None
     return list(paths), dict(ctx.report.get(name, {})), time.perf_counter() - started
+
+
+def _stage_os_error(name: str, exc: OSError, workdir: Path, ctx: BuildContext) -> EnvironmentProblem:
+    """A stage's failure to read or write a file, named by where it happened: the cache or the output folder."""
+    place = Path(exc.filename) if exc.filename else workdir
+    if ctx.cache_dir and ctx.cache_dir.resolve() in (place.resolve(), *place.resolve().parents):
+        return cannot_use(place, f"the {name} stage cannot write in the cache folder", exc, cache.FIX)
+    return cannot_use(workdir.parent.parent, f"cannot write the {name} output", exc, OUT_FIX)
 
 
 def _worker_start() -> None:
@@ -222,18 +207,34 @@ def _worker_start() -> None:
         os._exit(1)
 
 
-def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int | None, theme_hashes: dict[Path, str]) -> None:
-    from filelock import FileLock, Timeout
-    job.folder = out_root / job.slug
-    # A short wait: the workers of a build that was just killed may hold the lock for a moment longer.
-    job.lock = FileLock(str(out_root / f".{job.slug}.lock"), timeout=LOCK_WAIT)
+def article_lock(out_root: Path, slug: str) -> FileLock:
+    """The lock of one article's output folder. Its file stays in place for good: were it removed on release,
+    a build waiting on the removed file and one creating a new file could both hold "the" lock."""
+    from filelock import FileLock
+    return FileLock(str(out_root / f".{slug}.lock"))
+
+
+def _lock(job: Job, out_root: Path, wait: float | None, progress) -> None:
+    """Take the article's lock, waiting for another build of it (for ever, or *wait* seconds) if one holds it."""
+    from filelock import Timeout
+    lock = article_lock(out_root, job.slug)
     try:
-        job.lock.acquire()
+        lock.acquire(timeout=0)
     except Timeout:
-        job.lock = None
-        raise PublishError(Problem(job.source_label, 0, 0, "another build of this article is running",
-                                   "wait for it to finish, then build again")) from None
-    for stale in out_root.glob(f".{job.slug}.staging-*"):      # left by a build that was killed
+        progress.waiting(job)
+        try:
+            lock.acquire(timeout=-1 if wait is None else wait)
+        except Timeout:
+            raise LockWaitExpired(Problem(
+                job.source_label, 0, 0, f"another build of this article was still running after {wait:g} s (--wait)",
+                "build again once it has finished, or wait longer (without --wait a build waits as long as it takes)"
+            )) from None
+    job.lock = lock
+
+
+def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int | None, theme_hashes: dict[Path, str]) -> None:
+    job.folder = out_root / job.slug
+    for stale in out_root.glob(f".{job.slug}.staging-*"):      # left by a killed build (we hold the lock)
         shutil.rmtree(stale, ignore_errors=True)
     job.previous = read_manifest(job.folder)
     published = tuple(sorted({o.get("format") for o in job.previous.get("outputs", [])} - {None}))
@@ -253,45 +254,44 @@ def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int | None
 
 
 def _publish(job: Job) -> None:
-    """Move every new file into place, then write the manifest (last, so it never lists a missing file)."""
-    folder = job.folder
-    folder.mkdir(exist_ok=True)
+    """Put the article's new folder together in the staging folder and swap it in (see the module's docstring)."""
+    pause = float(os.environ.get(PUBLISH_PAUSE) or 0)
+    new = job.staging / "publish"
+    new.mkdir()
     built = [r for r in job.stages.values() if r.status == "built"]
     rebuilt = {r.name for r in built}
-    entries = [o for o in job.previous.get("outputs", [])
-               if o.get("format") not in rebuilt and (folder / o.get("path", "")).is_file()]
-    prints = {k: v for k, v in job.previous.get("stages", {}).items() if k not in rebuilt}
+    entries, prints = [], {k: v for k, v in job.previous.get("stages", {}).items() if k not in rebuilt}
+    for entry in job.previous.get("outputs", []):         # the other formats, as the previous build made them
+        name = entry.get("path", "")
+        if entry.get("format") in rebuilt or Path(name).name != name or not (job.folder / name).is_file():
+            continue
+        link_or_copy(job.folder / name, new / name)
+        entries.append(entry)
     for result in built:
+        time.sleep(pause)
         for path in result.paths:
+            fsync_file(path)                                # on the disk before the swap makes it visible
+            os.replace(path, new / path.name)
             entries.append({"format": result.name, "path": path.name,
-                            "sha256": sha256(path), "bytes": path.stat().st_size, **file_facts(path)})
+                            "sha256": sha256(new / path.name), "bytes": (new / path.name).stat().st_size,
+                            **file_facts(new / path.name)})
         # and what the stage says it was made with: the narration's files (mp3, m4b) and its voice
         prints[result.name] = {"fingerprint": result.fingerprint,
                                **{k: v for k, v in result.report.items() if k in ("containers", "voice")}}
+    time.sleep(pause)
+    write_atomic(new / "manifest.json", manifest_bytes(job.source_label, entries, prints, article_facts(job.article)))
+    time.sleep(pause)
+    swap_in(new, job.folder)          # the previous folder is now in the staging folder, removed with it
     for result in built:
-        placed = []
-        for path in result.paths:
-            os.replace(path, folder / path.name)
-            placed.append(folder / path.name)
-        result.paths = placed
-    # A file the stage made before and not now (the M4B, after a switch to MP3 only) would be out of date
-    # beside the new ones: it goes, as the manifest no longer lists it.
-    kept = {path.name for result in built for path in result.paths}
-    for old in job.previous.get("outputs", []):
-        if old.get("format") in rebuilt and old.get("path") not in kept and "/" not in old.get("path", "/"):
-            (folder / old["path"]).unlink(missing_ok=True)
-    entries.sort(key=lambda o: (o["format"], o["path"]))
-    manifest = {"source": job.source_label, "article": article_facts(job.article), "outputs": entries,
-                "stages": dict(sorted(prints.items()))}
-    write_atomic(folder / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+        result.paths = [job.folder / path.name for path in result.paths]
+    time.sleep(pause)
 
 
 def _finish(job: Job) -> None:
     if job.staging:
         shutil.rmtree(job.staging, ignore_errors=True)
     if job.lock:
-        job.lock.release()
-        Path(job.lock.lock_file).unlink(missing_ok=True)
+        job.lock.release()             # the lock file stays (see article_lock)
 
 
 def start_workers(formats: list[str], articles: int, workers: int | None = None) -> dict[str, ProcessPoolExecutor]:
@@ -325,31 +325,47 @@ def stop_workers(pools: dict[str, ProcessPoolExecutor]) -> None:
 
 
 def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, workers: int | None = None,
-          progress=None, pools: dict[str, ProcessPoolExecutor] | None = None) -> list[Job]:
-    """Build every job; errors are recorded on the jobs (job.error, stage.error), not raised.
+          progress=None, pools: dict[str, ProcessPoolExecutor] | None = None, lock_wait: float | None = None) -> list[Job]:
+    """Build every job; errors are recorded on the jobs (job.error, stage.error), not raised, except those
+    that stop every job (an unusable output or cache folder: an EnvironmentProblem).
 
-    *pools* are workers from `start_workers`; the build owns them and ends them.
+    *pools* are workers from `start_workers`; the build owns them and ends them. Another build of an
+    article is waited for, as long as it takes or *lock_wait* seconds.
     """
     progress = progress or Quiet()
     workers = max(1, workers or os.cpu_count() or 1)
     pools = pools or {}
     try:
-        try:
-            out_root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise PublishError(Problem(str(out_root), 0, 0, f"cannot create the output folder ({exc.strerror})",
-                                       "check that the folder is writable, or choose another with --out")) from None
+        _usable_output_folder(out_root)
+        if cache_dir is not None:
+            cache.check_folder(cache_dir)
         epoch = source_date_epoch()
         ready, theme_hashes = [], {}
+        # Locks are taken in one order (by slug), so that two batches naming the same articles in other
+        # orders cannot each hold one that the other waits for.
+        seen: dict[str, Job] = {}
+        for job in sorted(jobs, key=lambda job: job.slug):
+            if job.slug in seen:             # one folder, one lock: the second would wait for the first for ever
+                job.error = PublishError(Problem(job.source_label, 0, 0, f"{seen[job.slug].source_label} also "
+                                                 f"builds into {job.slug}/", "rename one of the two files"))
+                continue
+            seen[job.slug] = job
+            try:
+                _lock(job, out_root, lock_wait, progress)
+            except PublishError as exc:
+                job.error = exc
+            except OSError as exc:
+                job.error = cannot_use(out_root, "cannot lock the article in the output folder", exc, OUT_FIX)
         for job in jobs:
+            if job.error:
+                continue
             try:
                 _prepare(job, out_root, cache_dir, epoch, theme_hashes)
                 ready.append(job)
             except PublishError as exc:
                 job.error = exc
             except OSError as exc:
-                job.error = PublishError(Problem(str(out_root), 0, 0, f"cannot write in the output folder ({exc.strerror})",
-                                                 "check that the folder is writable and the disk is not full"))
+                job.error = cannot_use(out_root, "cannot write in the output folder", exc, OUT_FIX)
         progress.start(jobs)
         tasks = [(job, name) for job in ready
                  for name in sorted((n for n, r in job.stages.items() if r.status == "pending"), key=_start_rank)]
@@ -374,6 +390,16 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
             _finish(job)
         progress.stop()
     return jobs
+
+
+def _usable_output_folder(out_root: Path) -> None:
+    if out_root.exists() and not out_root.is_dir():
+        raise EnvironmentProblem(Problem(display_path(out_root), 0, 0, "the output folder is a file, not a folder",
+                                         f"remove or rename that file, or {OUT_FIX}"))
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cannot_use(out_root, "cannot create the output folder", exc, OUT_FIX) from None
 
 
 def _sizes(tasks: list[tuple[Job | None, str]], workers: int) -> dict[str, int]:
@@ -464,7 +490,7 @@ def _run_pool(pools, tasks, ready, progress) -> None:
                     result.status, result.error = "failed", exc
                 except Exception as exc:     # the worker process died (killed, out of memory)
                     result.status = "failed"
-                    result.error = InternalError(Problem(job.source_label, 0, 0,
+                    result.error = EnvironmentProblem(Problem(job.source_label, 0, 0,
                                                          f"the {name} stage's worker process failed: {type(exc).__name__}",
                                                          "run the build again; if it fails again, build with --jobs 1"))
                 progress.stage_finished(job, result)
@@ -478,15 +504,12 @@ def _run_pool(pools, tasks, ready, progress) -> None:
 
 
 def _close_article(job: Job, progress) -> None:
-    if job.ok and any(r.status == "built" for r in job.stages.values()):
-        try:
+    try:
+        if job.ok and any(r.status == "built" for r in job.stages.values()):
             _publish(job)
-        except OSError as exc:
-            job.error = PublishError(Problem(str(job.folder), 0, 0, f"cannot write the outputs ({exc.strerror})",
-                                             "check that the output folder is writable and the disk is not full"))
-    elif job.ok and not (job.folder / "manifest.json").is_file():
-        job.folder.mkdir(exist_ok=True)
-        write_atomic(job.folder / "manifest.json", (json.dumps(
-            {"source": job.source_label, "article": article_facts(job.article), "outputs": [], "stages": {}},
-            indent=2) + "\n").encode())
+        elif job.ok and not (job.folder / "manifest.json").is_file():
+            job.folder.mkdir(exist_ok=True)
+            write_atomic(job.folder / "manifest.json", manifest_bytes(job.source_label, [], {}, article_facts(job.article)))
+    except OSError as exc:
+        job.error = cannot_use(job.folder, "cannot publish the outputs", exc, OUT_FIX)
     progress.article_finished(job)

@@ -11,18 +11,165 @@ is not read, so it ages and goes before the encodings: it is needed again
 only when that chapter is edited (and then spoken again). An entry used
 within the last hour is never removed, whatever the size: another build may
 be about to read it.
+
+Every entry checks itself. Beside it a small sidecar (``<entry>.sha256``)
+holds its length and SHA-256, written before the entry is moved into place,
+and a WAV's header must also agree with its data. An entry is verified
+whenever a build reads it; one that does not match (cut short, emptied,
+zero-filled, half-written by a power cut) is moved aside as
+``<entry>.damaged``, named in a warning, counted in the build report, and
+made again. Entries are written under temporary names that say which
+process writes them (``<entry>.<pid>-<token>.tmp``): the pruning after the
+next build removes those whose process has ended (a killed build's).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import secrets
+import tempfile
 import time
 from pathlib import Path
 
+from .errors import EnvironmentProblem, Problem, cannot_use, display_path
+
 DEFAULT_LIMIT = 2 * 2**30
 KEPT_FOLDERS = ("speech", "encoded")     # the stamps and the version memo are a few kB: never pruned
-ENTRY = re.compile(r"[0-9a-f]{64}\.(?:wav|mp3|aac|json)")    # only files the stages wrote are ever removed
+FOLDERS = (*KEPT_FOLDERS, "stamps")      # made by the stages and the build; checked before a build
+_NAME = r"[0-9a-f]{64}\.(?:wav|mp3|aac|json)"
+ENTRY = re.compile(_NAME + r"(?:\.sha256)?")           # only files the stages wrote are ever removed
+DAMAGED = re.compile(_NAME + r"\.damaged")              # moved aside when found damaged
+# being written by the process numbered (entries, their sidecars, stamps, the version memo, write probes)
+TEMP = re.compile(r"(?:(?:[0-9a-f]{64}\.(?:wav|mp3|aac|json)|[0-9a-f]{32}\.json|versions\.json)(?:\.sha256)?|probe)"
+                  r"\.(\d+)(?:-[0-9a-f]{8})?\.tmp")
+LEGACY_TEMP = re.compile(r"tmp\w{8}\.wav")               # written by earlier versions, without their process
 RECENT = 3600                            # seconds
+STALE = 86400                            # seconds: a temporary file this old is left over, whoever wrote it
+SIDECAR = ".sha256"
+FIX = "choose another cache folder with --cache DIR, or delete this one (it only saves time; builds make it again)"
+
+
+def check_folder(cache_dir: Path) -> None:
+    """Make sure the cache and its folders can be written, before any work starts (an EnvironmentProblem if not)."""
+    for folder in (cache_dir, *(cache_dir / name for name in FOLDERS)):
+        if folder.exists() and not folder.is_dir():
+            raise EnvironmentProblem(Problem(
+                display_path(folder), 0, 0, "the cache folder is a file, not a folder",
+                "delete that file (the cache only saves time; builds make it again), "
+                "or choose another cache folder with --cache DIR"))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=f"probe.{os.getpid()}-", suffix=".tmp")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise cannot_use(folder, "cannot write in the cache folder", exc, FIX) from None
+
+
+def temp_for(target: Path) -> Path:
+    """A temporary name beside *target* that the pruning recognises, and whose writer it can tell has ended."""
+    return target.with_name(f"{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def wav_problem(data: bytes) -> str | None:
+    """What is wrong with a WAV file's header against its data (None if nothing): the RIFF and data chunk
+    sizes must agree with the file's length, and the sound must be whole 16-bit samples."""
+    if len(data) < 44 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return "not a WAV file"
+    if int.from_bytes(data[4:8], "little") != len(data) - 8:
+        return "its RIFF size does not match its length"
+    position, block = 12, 0
+    while position + 8 <= len(data):
+        chunk, size = data[position:position + 4], int.from_bytes(data[position + 4:position + 8], "little")
+        body = position + 8
+        if chunk == b"fmt ":
+            block = int.from_bytes(data[body + 12:body + 14], "little")
+        elif chunk == b"data":
+            if size != len(data) - body:
+                return "its data size does not match its length"
+            if not block or size % block or size == 0:
+                return "its data is not a whole number of samples"
+            return None
+        position = body + size + (size & 1)
+    return "it has no sound"
+
+
+def _seal(data: bytes) -> str:
+    return f"{hashlib.sha256(data).hexdigest()} {len(data)}\n"
+
+
+def store(tmp: Path, target: Path) -> None:
+    """Move the finished temporary file *tmp* into the cache as *target*, with its sidecar.
+
+    The sidecar goes first: an entry is never seen without what it must be.
+    A WAV whose header does not match its data is not kept (a PublishError
+    says so: the engine wrote something broken)."""
+    data = tmp.read_bytes()
+    if target.suffix == ".wav" and (problem := wav_problem(data)):
+        raise EnvironmentProblem(Problem(display_path(target), 0, 0, f"the speech engine wrote a broken WAV: {problem}",
+                                         "check that the disk is not full, then build again"))
+    sidecar = target.with_name(target.name + SIDECAR)
+    sidecar_tmp = temp_for(sidecar)
+    try:
+        sidecar_tmp.write_text(_seal(data))
+        os.replace(sidecar_tmp, sidecar)
+    finally:
+        sidecar_tmp.unlink(missing_ok=True)
+    os.replace(tmp, target)
+
+
+def write_entry(target: Path, data: bytes) -> None:
+    """Write a small entry (a layout, a memo, a stamp) into the cache, with its sidecar."""
+    tmp = temp_for(target)
+    try:
+        tmp.write_bytes(data)
+        store(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_entry(target: Path, damaged: list[str]) -> bytes | None:
+    """The entry's bytes if it is there and whole; None if it must be made (again). A damaged entry is moved
+    aside and named in *damaged*."""
+    try:
+        data = target.read_bytes()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        _move_aside(target, "a folder where a file belongs", damaged)
+        return None
+    sidecar = target.with_name(target.name + SIDECAR)
+    try:
+        seal = sidecar.read_bytes()
+    except FileNotFoundError:
+        return None            # written by an earlier version, or its sidecar was pruned: made again, silently
+    except OSError:
+        seal = b""
+    problem = None if seal == _seal(data).encode() else "it does not match its length and checksum"
+    if problem is None and target.suffix == ".wav":
+        problem = wav_problem(data)
+    if problem:
+        _move_aside(target, problem, damaged)
+        return None
+    mark_used(target, sidecar)
+    return data
+
+
+def verified(target: Path, damaged: list[str]) -> bool:
+    """Whether the entry is there and whole (see read_entry)."""
+    return read_entry(target, damaged) is not None
+
+
+def _move_aside(target: Path, problem: str, damaged: list[str]) -> None:
+    try:
+        os.replace(target, target.with_name(target.name + ".damaged"))
+    except IsADirectoryError:
+        import shutil
+        shutil.rmtree(target, ignore_errors=True)
+    except FileNotFoundError:
+        return                         # another build moved it first
+    damaged.append(f"{display_path(target)} ({problem})")
 
 
 def mark_used(*paths: Path) -> None:
@@ -43,30 +190,62 @@ def parse_size(text: str) -> int:
     return int(float(number) * 1024 ** " kmgt".index(unit.lower() or " "))
 
 
+def _ended(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False                   # alive, under another user
+    return False
+
+
+def _leftover(name: str, modified: float, now: float) -> bool:
+    """Whether a file is a temporary file (or a damaged entry) that no running build will use."""
+    if now - modified > STALE:
+        return bool(TEMP.fullmatch(name) or LEGACY_TEMP.fullmatch(name) or DAMAGED.fullmatch(name))
+    if DAMAGED.fullmatch(name) or LEGACY_TEMP.fullmatch(name):
+        return now - modified > RECENT
+    found = TEMP.fullmatch(name)
+    return bool(found) and _ended(int(found.group(1)))
+
+
 def prune(cache_dir: Path, limit: int, now: float | None = None) -> tuple[int, int]:
-    """Remove the entries used longest ago until the cache holds at most *limit* bytes, sparing those used in
+    """Remove what killed builds left (temporary files of ended processes, entries moved aside an hour ago and
+    more), then the entries used longest ago until the cache holds at most *limit* bytes, sparing those used in
     the last hour; returns how many files and bytes were removed. Only files named as the stages name their
     entries count: a --cache pointed at the wrong folder loses nothing of anyone else's."""
     now = time.time() if now is None else now
-    entries = []
-    for folder in KEPT_FOLDERS:
+    entries, leftovers = [], []
+    for folder in ("", *FOLDERS):            # leftovers anywhere; entries to prune only in KEPT_FOLDERS
         try:
             with os.scandir(cache_dir / folder) as found:
                 for entry in found:
-                    if ENTRY.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
-                        info = entry.stat(follow_symlinks=False)
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    info = entry.stat(follow_symlinks=False)
+                    if ENTRY.fullmatch(entry.name) and folder in KEPT_FOLDERS:
                         entries.append((info.st_mtime, info.st_size, entry.path))
-        except FileNotFoundError:
+                    elif _leftover(entry.name, info.st_mtime, now):
+                        leftovers.append((info.st_size, entry.path))
+        except OSError:                    # not there, not a folder, not readable: nothing of it to prune
             continue
-    total = sum(size for _, size, _ in entries)
     removed = freed = 0
+    for size, path in leftovers:
+        try:
+            os.unlink(path)
+            removed, freed = removed + 1, freed + size
+        except OSError:
+            pass
+    total = sum(size for _, size, _ in entries)
     for used, size, path in sorted(entries):
         if total <= limit or used > now - RECENT:
             break
-        try:
-            os.unlink(path)
-        except FileNotFoundError:                  # another build removed it first
-            pass
+        for name in (path, path.removesuffix(SIDECAR) + SIDECAR):    # an entry goes with its sidecar
+            try:
+                os.unlink(name)
+            except OSError:                        # another build removed it first (or it is the same file)
+                pass
         total -= size
         removed, freed = removed + 1, freed + size
     return removed, freed

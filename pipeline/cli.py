@@ -14,7 +14,8 @@ from pathlib import Path
 
 from . import __version__, cache, catalogue, stages, stamp
 from .build import Job, StageResult, build, source_date_epoch, start_workers, stop_workers
-from .errors import EXIT_CONTENT, EXIT_OK, EXIT_USAGE, PublishError, display_path
+from .errors import (EXIT_BUG, EXIT_CONTENT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EnvironmentProblem, Problem,
+                     PublishError, cannot_use, display_path)
 from .progress import Lines, Live_, Quiet, summary
 
 ARTICLES_PER_WORKER = 100        # articles a worker process builds before a fresh one takes over (see below)
@@ -59,6 +60,9 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--shard", default=None, type=_shard, metavar="K/N",
                        help="build only shard K of N (K from 1): a stable share of the articles, chosen by their "
                             "names; combine the shards' output folders with `publish merge`")
+    build.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
+                       help="wait at most SECONDS for another build of the same article to finish "
+                            "(default: as long as it takes)")
     noise = build.add_mutually_exclusive_group()
     noise.add_argument("--quiet", "-q", action="store_true", help="print only errors")
     noise.add_argument("--verbose", "-v", action="store_true", help="print every step")
@@ -120,6 +124,16 @@ def _size(text: str) -> int:
         return cache.parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a number of seconds (0 or more)")
+    return value
 
 
 # What --format accepts: the stages, and the narration's files one by one (made by the audio stage).
@@ -195,14 +209,14 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except KeyboardInterrupt:
         print("publish: interrupted; the previous outputs are unchanged", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:   # a bug, not the user's mistake: say so plainly, without a traceback
         if os.environ.get("PUBLISH_DEBUG"):
             raise
         print(f"publish: internal error: {type(exc).__name__}: {exc}\n"
               "  this is a bug in publish; run again with PUBLISH_DEBUG=1 to see the details, and report them",
               file=sys.stderr)
-        return 70
+        return EXIT_BUG
 
 
 def run(args: argparse.Namespace) -> int:
@@ -256,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
         out_root, cache_dir = _out_root(args, root), _cache_dir(args, root)
         try:
             epoch = source_date_epoch()
+            _check_report_path(args.report)
         except PublishError as exc:
             print(exc.format(), file=sys.stderr)
             return exc.exit_code
@@ -366,7 +381,8 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
             run_of_jobs = jobs[first:first + ARTICLES_PER_WORKER]
             if first:
                 pools = start_workers(formats, len(run_of_jobs), args.jobs)
-            build(run_of_jobs, out_root, cache_dir, workers=args.jobs, progress=progress, pools=pools)
+            build(run_of_jobs, out_root, cache_dir, workers=args.jobs, progress=progress, pools=pools,
+                  lock_wait=args.wait)
     except PublishError as exc:
         print(exc.format(), file=sys.stderr)
         return exc.exit_code
@@ -438,9 +454,12 @@ def _report(args: argparse.Namespace, jobs: list[Job], status: int, progress) ->
     for job in jobs:
         if job.article is None:            # found current by its stamp: the build had nothing to say yet
             progress.article_finished(job)
-        for name, result in job.stages.items():
+        for result in job.stages.values():
             for warning in result.report.get("warnings", []):
                 print(f"{job.source_label}: warning: {warning}", file=sys.stderr)
+            for entry in result.report.get("damaged_entries", []):
+                print(f"{job.source_label}: warning: damaged cache entry {entry}: moved aside and made again",
+                      file=sys.stderr)
         errors = [job.error] if job.error else []
         errors += [r.error for r in job.stages.values() if r.error]
         for error in errors:
@@ -459,5 +478,29 @@ def _report(args: argparse.Namespace, jobs: list[Job], status: int, progress) ->
                     "files": [p.name for p in r.paths], **r.report} for name, r in job.stages.items()],
     } for job in jobs]}
     if getattr(args, "report", None):
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+        try:
+            Path(args.report).write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+        except OSError as exc:
+            error = cannot_use(args.report, "cannot write the report", exc, REPORT_FIX)
+            print(error.format(), file=sys.stderr)
+            status = max(status, error.exit_code)
     return status
+
+
+REPORT_FIX = "choose another file with --report FILE"
+
+
+def _check_report_path(report: str | None) -> None:
+    """A --report that cannot be written is said before the build, not after it."""
+    if not report:
+        return
+    path, folder = Path(report), Path(report).parent
+    if path.is_dir():
+        raise EnvironmentProblem(Problem(display_path(path), 0, 0, "the report file is a folder", REPORT_FIX))
+    if not folder.is_dir():
+        raise EnvironmentProblem(Problem(display_path(path), 0, 0, "the report's folder does not exist",
+                                         f"create {display_path(folder)}/ first, or {REPORT_FIX}"))
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise EnvironmentProblem(Problem(display_path(path), 0, 0, "the report file cannot be written here "
+                                         "(no permission, or a read-only disk)",
+                                         f"make it writable for this user, or {REPORT_FIX}"))

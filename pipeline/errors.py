@@ -14,6 +14,10 @@ EXIT_OK = 0
 EXIT_CONTENT = 1        # the source or theme has problems
 EXIT_USAGE = 2          # the command line is wrong
 EXIT_MISSING_TOOL = 3   # a system program or library is not installed
+EXIT_ENVIRONMENT = 4    # a folder or file cannot be used: no permission, a full disk, a file where a folder belongs
+EXIT_LOCK_WAIT = 5      # --wait ran out while another build of the article held it
+EXIT_BUG = 70           # a bug in publish (EX_SOFTWARE)
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or `kill`
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,41 @@ class MissingTool(PublishError):
 class InternalError(PublishError):
     """A bug in the pipeline, reported without a traceback (set PUBLISH_DEBUG=1 to see it)."""
 
-    exit_code = 70
+    exit_code = EXIT_BUG
+
+
+class EnvironmentProblem(PublishError):
+    """A folder or file that cannot be used as it is (permissions, a full disk, the wrong kind of path)."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class LockWaitExpired(PublishError):
+    """`--wait` ran out while another build of the same article was still running."""
+
+    exit_code = EXIT_LOCK_WAIT
+
+
+def cannot_use(path: str | Path, what: str, exc: OSError, fix: str) -> EnvironmentProblem:
+    """The error for an OSError on *path*: what could not be done and why, with a fix fitted to the cause.
+
+    *fix* is the way out particular to this path (e.g. "choose another folder with --out").
+    """
+    import errno
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        hint = f"free some disk space, or {fix}"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = f"make it writable for this user, or {fix}"
+    elif exc.errno == errno.ENOTDIR:
+        reason = "part of the path is a file, not a folder"
+        hint = f"remove or rename that file, or {fix}"
+    elif exc.errno == errno.EISDIR:
+        reason = "it is a folder, not a file"
+        hint = fix
+    else:
+        hint = fix
+    return EnvironmentProblem(Problem(display_path(path), 0, 0, f"{what} ({reason})", hint))
 
 
 def display_path(path: str | Path) -> str:

@@ -46,6 +46,9 @@ class Lines(Quiet):
                                  for n, r in job.stages.items())
                 self.say(f"{job.source_label}: plan: {plan or 'nothing'}")
 
+    def waiting(self, job):
+        self.say(f"{job.source_label}: waiting for another build of this article to finish")
+
     def stage_started(self, job, name):
         if self.verbose:
             self.say(f"{job.source_label}: {name}: started")
@@ -96,6 +99,9 @@ class Live_(Quiet):
         self.jobs = [j for j in jobs if j.stages]
         self.live = Live(self.table(), console=self.console, refresh_per_second=8, transient=True)
         self.live.start()
+
+    def waiting(self, job):
+        self.console.print(f"{job.source_label}: waiting for another build of this article to finish")
 
     def stage_started(self, job, name):
         job.stages[name].status = "running"

@@ -15,6 +15,11 @@ current. When anything differs, even in a way that cannot change an output
 (a reinstalled library, a touched program), the build falls back to the
 full check, which alone decides what is rebuilt: the stamp can only say
 "nothing to do", never "rebuild this".
+
+The programs the stages run are kept beside the key rather than in it: one
+that is no longer installed cannot have changed an output made before, so
+a build with nothing to do says so without ffmpeg or espeak-ng; one that
+was replaced (an upgrade) sends the build to the full check.
 """
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .cache import read_entry, write_entry
+from .files import sha256
 
 # The programs the stages run. A new stage that runs another program adds it here,
 # so that installing a new version of it is noticed before the full check.
@@ -79,10 +86,13 @@ def environment() -> str:
     parts = [sys.version, __version__, code_hash()]
     folders = [*site.getsitepackages(), site.getusersitepackages()]
     parts += [file_identity(Path(folder)) for folder in folders if Path(folder).is_dir()]
-    for program in PROGRAMS:
-        found = shutil.which(program)
-        parts.append(file_identity(Path(found)) if found else f"{program} missing")
     return "\n".join(parts)
+
+
+def programs() -> dict[str, str]:
+    """The installed programs the stages run, each by its file's identity (those not installed are left out)."""
+    found = {program: shutil.which(program) for program in PROGRAMS}
+    return {program: file_identity(Path(path)) for program, path in found.items() if path}
 
 
 def theme_digest(root: Path) -> str:
@@ -117,7 +127,6 @@ def _stamp_file(cache_dir: Path, folder: Path) -> Path:
 
 
 def _digest(path: Path) -> str | None:
-    from .build import sha256
     try:
         return sha256(path)
     except OSError:
@@ -136,10 +145,13 @@ def _published(folder: Path, manifest: dict) -> dict[str, list[int]]:
 def current(cache_dir: Path, folder: Path, wanted: str) -> dict | None:
     """The article's manifest if its stamp says every output is current; None if the full check must decide."""
     try:
-        stamp = json.loads(_stamp_file(cache_dir, folder).read_text("utf-8"))
+        stamp = json.loads(read_entry(_stamp_file(cache_dir, folder), []) or b"null")
         manifest_bytes = (folder / "manifest.json").read_bytes()
         if stamp.get("key") != wanted or stamp.get("manifest") != hashlib.sha256(manifest_bytes).hexdigest():
             return None
+        recorded = stamp.get("programs", {})
+        if any(recorded.get(name) != identity for name, identity in programs().items()):
+            return None                   # installed since, or replaced: the full check decides
         if any(_digest(Path(path)) != digest for path, digest in stamp.get("referenced", {}).items()):
             return None
         manifest = json.loads(manifest_bytes)
@@ -156,13 +168,12 @@ def digests(paths: list[Path]) -> dict[str, str | None]:
 
 def save(cache_dir: Path, folder: Path, wanted: str, referenced: dict[str, str | None]) -> None:
     """Remember that the outputs in *folder* are current for the inputs hashed into *wanted* and *referenced*."""
-    from .build import write_atomic
     try:
         manifest_bytes = (folder / "manifest.json").read_bytes()
-        stamp = {"key": wanted, "manifest": hashlib.sha256(manifest_bytes).hexdigest(),
+        stamp = {"key": wanted, "manifest": hashlib.sha256(manifest_bytes).hexdigest(), "programs": programs(),
                  "referenced": referenced, "published": _published(folder, json.loads(manifest_bytes))}
         target = _stamp_file(cache_dir, folder)
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, json.dumps(stamp, indent=1).encode())
+        write_entry(target, json.dumps(stamp, indent=1).encode())
     except (OSError, ValueError, KeyError, TypeError):
         pass            # without a stamp the next build does the full check: slower, never wrong

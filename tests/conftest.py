@@ -1,6 +1,7 @@
 """Shared test helpers: run the real `publish` command, build the B12 article once per format set."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -39,6 +40,21 @@ def narrate(source: Path, *extra: str, env: dict | None = None) -> tuple[dict, s
                          "--cache", str(folder / "cache"), "--report", str(report), *extra, env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(report.read_text())["articles"][0]["stages"][0], result.stderr
+
+
+@contextlib.contextmanager
+def small_filesystem(mount: Path, size: str | int):
+    """A tmpfs of *size* bytes (or "16k", "1m") at *mount*: a real full disk, or one to remount read-only.
+    Needs root, as CI runs; failing to mount fails the test with the reason (never a skip)."""
+    mount.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"cannot mount a small tmpfs for a disk test (run the tests as root): {result.stderr}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def require_tool(name: str, install: str) -> str:

@@ -243,6 +243,7 @@ def test_two_clean_builds_are_byte_identical(tmp_path):
 def test_engine_versions_are_remembered_for_as_long_as_the_program_is_the_same(tmp_path, monkeypatch):
     """Every build fingerprints the audio with ffmpeg's version, which costs a run of ffmpeg: the answer is kept
     in the cache, and a program replaced at the same path (an upgrade) is asked again."""
+    from pipeline.cache import write_entry
     from pipeline.stages.audio import tools
     require_tool("ffmpeg", "apt-get install ffmpeg")
     bin_dir, cache = tmp_path / "bin", tmp_path / "cache"
@@ -257,7 +258,7 @@ def test_engine_versions_are_remembered_for_as_long_as_the_program_is_the_same(t
     memo = cache / "versions.json"
     (key, answer), = json.loads(memo.read_text()).items()
     assert answer == real and key.startswith(str(program.resolve()))
-    memo.write_text(json.dumps({key: "ffmpeg version remembered"}))
+    write_entry(memo, json.dumps({key: "ffmpeg version remembered"}).encode())     # with its checksum, as the cache writes
     tools._version.cache_clear()
     assert tools.ffmpeg_version(cache) == "ffmpeg version remembered"     # the memo is what answered
 

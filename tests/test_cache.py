@@ -75,3 +75,62 @@ def test_a_build_keeps_the_cache_within_its_limit_and_what_it_used(tmp_path):
     shutil.rmtree(out)
     again, _ = narrate(source, "--cache-limit", "20M")            # what the last build used is all still there
     assert again["synthesized"] == 0 and again["encoded"] == 0
+
+
+def _wav(path: Path, samples: int = 2000) -> bytes:
+    """A real 16-bit mono WAV, as espeak-ng writes them."""
+    import wave
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(22050)
+        w.writeframes(bytes(range(256)) * (samples * 2 // 256))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["cut to its header", "cut short", "one byte more", "zero-filled", "emptied",
+                                    "a sample changed", "sidecar changed"])
+def test_a_damaged_entry_is_moved_aside_and_named(tmp_path, damage):
+    from pipeline.cache import read_entry, store, verified
+    made = tmp_path / "made.wav"
+    data = _wav(made)
+    target = tmp_path / f"{'c' * 64}.wav"
+    store(made, target)
+    found: list[str] = []
+    assert read_entry(target, found) == data and found == []     # whole: read, nothing to report
+    sidecar = target.with_name(target.name + ".sha256")
+    damaged = {"cut to its header": data[:44], "cut short": data[:-100], "one byte more": data + b"\0",
+               "zero-filled": bytes(len(data)), "emptied": b"",
+               "a sample changed": data[:500] + bytes([data[500] ^ 1]) + data[501:], "sidecar changed": data}[damage]
+    target.write_bytes(damaged)
+    if damage == "sidecar changed":
+        sidecar.write_text("0" * 64 + f" {len(data)}\n")
+    assert not verified(target, found)
+    assert len(found) == 1 and target.name in found[0] and "checksum" in found[0]
+    assert not target.exists() and target.with_name(target.name + ".damaged").read_bytes() == damaged
+
+
+def test_a_broken_wav_is_never_stored(tmp_path):
+    from pipeline.cache import store, wav_problem
+    from pipeline.errors import EnvironmentProblem
+    made = tmp_path / "made.wav"
+    data = _wav(made)
+    assert wav_problem(data) is None
+    assert wav_problem(data[:44]) == "its RIFF size does not match its length"
+    header_only = data[:4] + (36).to_bytes(4, "little") + data[8:44]          # the header says so, the data does not
+    assert wav_problem(header_only) == "its data size does not match its length"
+    odd = data[:4] + (len(data) - 8 - 1).to_bytes(4, "little") + data[8:40] + (len(data) - 45).to_bytes(4, "little") \
+        + data[44:-1]
+    assert wav_problem(odd) == "its data is not a whole number of samples"
+    assert wav_problem(data[:-1]) == "its RIFF size does not match its length"
+    assert wav_problem(bytes(len(data))) == "not a WAV file"
+    made.write_bytes(data[:-1])
+    target = tmp_path / f"{'d' * 64}.wav"
+    with pytest.raises(EnvironmentProblem, match="broken WAV"):
+        store(made, target)
+    assert not target.exists()
+
+
+def test_pruning_a_cache_with_a_file_in_place_of_a_folder_is_harmless(tmp_path):
+    (tmp_path / "encoded").write_text("not a folder")
+    assert prune(tmp_path, 0) == (0, 0)

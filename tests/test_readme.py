@@ -14,7 +14,7 @@ def readme_commands() -> list[str]:
 
 def test_readme_gives_exactly_two_commands_and_ci_runs_them():
     commands = readme_commands()
-    assert commands == ["bash setup.sh", "python3 -m pytest"]
+    assert commands == ["bash setup.sh", ".venv/bin/python -m pytest"]
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert commands[0] in ci
     assert commands[1] in ci, "CI must run exactly the README's test command"

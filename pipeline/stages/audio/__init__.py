@@ -74,12 +74,14 @@ class AudioStage:
         finally:
             synth.close()
         sound, encoded = placed(sound, encoded)
+        damaged = synth.damaged + encoder.damaged            # found in the cache, moved aside and made again
         ctx.report["audio"] = {"utterances": len(utterances), "synthesized": synth.synthesized,
                                "cached": len(utterances) - synth.synthesized, "refused": synth.refused,
                                "chapters": len(sound), "encoded": count,
                                "containers": list(theme.audio_formats), "encodings": encoder.encoded,
                                "voice": {"engine": voice.engine, "name": voice.voice},
-                               "warnings": [voice.warning] if voice.warning else []}
+                               "warnings": [voice.warning] if voice.warning else [],
+                               "cache_repaired": len(damaged), "damaged_entries": damaged}
         # the captions follow the file the large-print page plays: the MP3 if there is one (see the html stage)
         files[".vtt"].write_text(webvtt(cues(sound, codecs[0])), encoding="utf-8")
         files[".transcript.txt"].write_text(transcript(article, utterances, chapters), encoding="utf-8")

@@ -17,6 +17,7 @@ length, and a chapter's place in the file is the sum of the lengths before it.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import html
 import itertools
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from ...cache import mark_used
+from ...cache import read_entry, store, temp_for, verified, write_entry
 from ...errors import Problem, PublishError
 from .. import helper_slot
 from .script import PAUSES, Utterance
@@ -290,6 +291,7 @@ class ChapterEncoder:
         self.pool = ThreadPoolExecutor(max_workers=encoders)
         self.room = threading.BoundedSemaphore(encoders + 1)     # chapters being encoded or next in line
         self.jobs: list[tuple[dict[Codec, Path], Future | None]] = []
+        self.damaged: list[str] = []         # cache entries found damaged (and made again)
 
     def __enter__(self) -> ChapterEncoder:
         return self
@@ -304,9 +306,9 @@ class ChapterEncoder:
         key = hashlib.sha256(json.dumps([self.recipe, made_of]).encode()).hexdigest()
         files = {codec: self.cache / f"{key}.{codec.name}" for codec in self.codecs}
         layout = self.cache / f"{key}.json"          # written last: where it is, so are the encodings
-        known = self._known(layout, utterances)
-        if known and all(path.is_file() for path in files.values()):
-            mark_used(layout, *files.values())
+        known = self._known(layout, utterances, self.damaged)
+        whole = [verified(path, self.damaged) for path in files.values()]     # each checked, to name every one
+        if known and all(whole):
             self.jobs.append((files, None))
             return known
         chapter = join(utterances, speech.wavs([u.spoken for u in utterances]))
@@ -328,10 +330,10 @@ class ChapterEncoder:
         return [files for files, _ in self.jobs], sum(job is not None for _, job in self.jobs)
 
     @staticmethod
-    def _known(layout: Path, utterances: list[Utterance]) -> ChapterSound | None:
+    def _known(layout: Path, utterances: list[Utterance], damaged: list[str]) -> ChapterSound | None:
         """The chapter's length and its utterances' places in it, as kept when it was encoded, if they were."""
         try:
-            kept = json.loads(layout.read_text())
+            kept = json.loads(read_entry(layout, damaged) or b"null")
             spans = [(u, int(first), int(last)) for u, (first, last) in zip(utterances, kept["spans"], strict=True)]
             return ChapterSound(spans, 0, int(kept["length"]))
         except (OSError, ValueError, KeyError, TypeError):     # not there, or not whole: encode it again
@@ -346,7 +348,7 @@ class ChapterEncoder:
         branches = ";".join(f"[s{n}]apad=whole_len={size - codec.priming}[o{n}]" for n, codec in enumerate(codecs))
         graph = f"[0:a]{limiter(gain)},asplit={len(codecs)}{''.join(f'[s{n}]' for n in range(len(codecs)))};{branches}"
         # apad only pads: the chapter is cut to each encoder's length first, inside its closing pause
-        tmp = {codec: path.with_name(f"{path.name}.{os.getpid()}.tmp") for codec, path in files.items()}
+        tmp = {codec: temp_for(path) for codec, path in files.items()}
         command = [ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", "s16le", "-ar", str(RATE), "-ac", "1",
                    "-i", "pipe:0", "-filter_complex", graph]
         for n, codec in enumerate(codecs):
@@ -357,15 +359,16 @@ class ChapterEncoder:
                 done = subprocess.run(command, input=memoryview(samples[:shortest]).cast("B"), capture_output=True,
                                       timeout=1800)
             if done.returncode != 0:
+                if b"No space left on device" in done.stderr:      # the cache's disk, not ffmpeg, is the problem
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.cache))
                 raise _ffmpeg_failed("encode the narration", done.stderr)
             for codec, path in files.items():
-                os.replace(tmp[codec], path)          # atomic: a cache entry is whole or absent
+                store(tmp[codec], path)               # atomic, with its checksum: whole or absent
         finally:
             for path in tmp.values():
                 path.unlink(missing_ok=True)
-        from ...build import write_atomic
-        write_atomic(layout, json.dumps({"length": chapter.length,
-                                         "spans": [[first, last] for _, first, last in chapter.spans]}).encode())
+        write_entry(layout, json.dumps({"length": chapter.length,
+                                        "spans": [[first, last] for _, first, last in chapter.spans]}).encode())
 
 
 def mux(parts: list[Path], codec: Codec, metadata: Path, target: Path, language: str) -> None:

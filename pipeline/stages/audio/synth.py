@@ -26,7 +26,7 @@ import wave
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from ...cache import mark_used
+from ...cache import store, temp_for, verified
 from ...errors import Problem, PublishError
 from . import engines
 from .engines import VoiceChoice, WrongRate
@@ -88,6 +88,7 @@ class Synthesizer:
         self.pool = ThreadPoolExecutor(max_workers=self.parallel)
         self.synthesized = 0
         self.refused = 0                    # utterances spoken again after failing the checks
+        self.damaged: list[str] = []        # cache entries found damaged (and made again)
 
     def key(self, text: str) -> str:
         return hashlib.sha256("\0".join((text, self.identity)).encode()).hexdigest()
@@ -101,14 +102,13 @@ class Synthesizer:
     def wav(self, text: str) -> Path:
         """The cached WAV of *text*, synthesizing it only if it is not cached yet."""
         target = self.cache / f"{self.key(text)}.wav"
-        if target.is_file():
-            mark_used(target)
+        if verified(target, self.damaged):
             return target
         engine = self._engine()
-        tmp = target.with_name(f"{target.stem}.{os.getpid()}.{threading.get_ident()}.tmp.wav")
+        tmp = temp_for(target)                   # a name the cache's pruning recognises, should this build be killed
         try:
             self._speak(engine, text, tmp)
-            os.replace(tmp, target)              # atomic: a cache entry is whole or absent
+            store(tmp, target)                   # atomic, with its checksum: a cache entry is whole or absent
         except OSError as exc:
             raise cache_error(self.cache, exc) from None
         finally:

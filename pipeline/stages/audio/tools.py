@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from ...cache import read_entry, write_entry
 from ...errors import MissingTool
 
 ESPEAK_INSTALL = "apt-get install espeak-ng"
@@ -52,7 +53,7 @@ def _version(binary: str, flag: str, cache_dir: Path | None) -> str:
     memo = cache_dir / "versions.json" if cache_dir else None
     if memo:
         try:
-            seen = json.loads(memo.read_text(encoding="utf-8"))
+            seen = json.loads(read_entry(memo, []) or b"{}")     # damaged: moved aside, and asked again
         except (OSError, ValueError):
             pass
         seen = seen if isinstance(seen, dict) else {}
@@ -61,10 +62,9 @@ def _version(binary: str, flag: str, cache_dir: Path | None) -> str:
     out = subprocess.run([binary, flag], capture_output=True, text=True, timeout=30).stdout
     version = out.splitlines()[0].strip() if out.strip() else ""
     if memo and version:
-        from ...build import write_atomic
         try:                                # whole or not at all: builds may run side by side
             memo.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(memo, json.dumps({**seen, key: version}, indent=1, sort_keys=True).encode())
+            write_entry(memo, json.dumps({**seen, key: version}, indent=1, sort_keys=True).encode())
         except OSError:
             pass                            # a cache that cannot be written only costs the question next time
     return version
