@@ -14,11 +14,15 @@ import pytest
 
 from conftest import B12, ROOT, run_publish
 from pipeline import stages
+from pipeline.model import Callout, Glossary, Image, KeyPoints, ListBlock, Quote, iter_sentences
 from pipeline.source import load_article
 from pipeline.stages.braille import louis
+from pipeline.stages.braille.blocks import NOTE_CLOSE, NOTE_OPEN
 from pipeline.stages.braille.layout import BOX_BOTTOM, BOX_TOP, braille_number, wrap
 
 FIXTURE = ROOT / "tests" / "fixtures" / "braille" / "self-care-sheet.yaml"
+# every block kind: callouts of each kind, lists three levels deep, a quotation, glossaries, a long description
+BACK_PAIN = ROOT / "tests" / "fixtures" / "back-pain" / "staying-active-with-back-pain.yaml"
 TABLE = "en-ueb-g2.ctb"
 BRAILLE_ASCII = set(louis.BRAILLE_ASCII)
 # UEB typeform indicators: italic (dots 46), bold (45) or underline (456), then symbol (23), word (2),
@@ -87,20 +91,55 @@ def printed(text: str) -> str:
     return re.sub(r"\s+", " ", text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')).lower()
 
 
-@pytest.mark.parametrize("source", [B12, FIXTURE], ids=["b12", "fixture"])
-def test_back_translation_recovers_every_sentence_in_reading_order(brf_of, source):
-    article = load_article(source, source.name)
-    text = read_back(body_lines(pages_of(brf_of(source))))
+def print_text(article, lines: list[str]) -> str:
+    """Braille lines read back, with what the braille adds to the print taken out again."""
+    text = read_back(lines)
     # addresses are written uncontracted (as typed), which the contracted back-translation misreads:
     # take out every bracketed stretch holding one, and check the addresses themselves below
     text = re.sub(r" \([^()]*(//|@)[^()]*\)", "", text)
     for added in insertions(article):
         text = text.replace(added, "")
+    return text
+
+
+def assert_read_in_order(expected: list[str], text: str) -> None:
     position = 0
-    for sentence in article.sentences():
-        found = text.find(printed(sentence.text), position)
-        assert found >= 0, f"not found in order: {sentence.text!r}\nafter: {text[position:position + 300]!r}"
-        position = found + len(printed(sentence.text))
+    for wanted in expected:
+        found = text.find(printed(wanted), position)
+        assert found >= 0, f"not found in order: {wanted!r}\nafter: {text[position:position + 300]!r}"
+        position = found + len(printed(wanted))
+
+
+@pytest.mark.parametrize("source", [B12, FIXTURE, BACK_PAIN], ids=["b12", "fixture", "back-pain"])
+def test_back_translation_recovers_every_sentence_in_reading_order(brf_of, source):
+    article = load_article(source, source.name)
+    text = print_text(article, body_lines(pages_of(brf_of(source))))
+    assert_read_in_order([sentence.text for sentence in article.sentences()], text)
+
+
+def walk(blocks):
+    for block in blocks:
+        yield block
+        yield from walk(getattr(block, "blocks", ()))
+
+
+def test_the_new_kinds_say_what_print_shows_around_their_sentences(brf_of):
+    """A callout's kind and title, a glossary's heading and "term: definition", a quotation's source and an
+    image's described picture, read back in reading order."""
+    article = load_article(BACK_PAIN, BACK_PAIN.name)
+    expected = []
+    for block in walk(article.blocks):
+        if isinstance(block, Callout):
+            expected.append(block.heading_text)
+        elif isinstance(block, Quote):
+            expected.append(f"{block.sentences[-1].text} — {block.attribution_text}")
+        elif isinstance(block, Glossary):
+            expected.append(block.heading.text)
+            expected += [f"{t.term_text}: {' '.join(s.text for s in t.definition)}" for t in block.terms]
+        elif isinstance(block, Image) and block.long_description:
+            expected.append(f"{block.caption[-1].text} description of the picture: {block.long_description[0].text}")
+    assert len(expected) == 11
+    assert_read_in_order(expected, print_text(article, body_lines(pages_of(brf_of(BACK_PAIN)))))
 
 
 def test_links_are_followed_by_their_address_uncontracted(brf_of):
@@ -157,12 +196,21 @@ def test_page_numbers_and_title_page(brf_of):
             assert left >= 3 and abs(left - (40 - len(line))) <= 1, f"not centred: {line!r}"
 
 
+def line_starting(back: list[str], text: str, start: int = 0) -> int:
+    """The index of the first line from *start* whose back-translation starts with *text*."""
+    return next(i for i in range(start, len(back)) if back[i].startswith(printed(text)))
+
+
+def indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
 def test_headings_paragraphs_and_lists_follow_braille_formats(brf_of):
     lines = body_lines(pages_of(brf_of(B12)))
     back = [read_back([line]).strip() for line in lines]
 
     def at(text: str) -> int:
-        return next(i for i, line in enumerate(back) if line.startswith(text))
+        return line_starting(back, text)
     # a top-level section heading: centred, a blank line before it, text on the next line
     i = at("the role of vitamin b12")
     assert lines[i - 1] == "" and abs((len(lines[i]) - len(lines[i].lstrip())) - (40 - len(lines[i]))) <= 1
@@ -188,6 +236,105 @@ def test_nested_and_numbered_lists(brf_of):
     assert all(lines[i][0] != " " and lines[i + 1].startswith("  ") for i in numbered[:2])
     i = back.index("choosing shoes and socks")        # a heading below a subsection: cell 5
     assert lines[i].startswith("    ,")
+
+
+def entries(lines: list[str], start: int, runover: int) -> list[tuple[int, str]]:
+    """The entries from line *start* to the next blank or box line: each is its first line's indentation
+    and its text read back, its runover lines (those indented *runover* cells) joined to it."""
+    found: list[tuple[int, list[str]]] = []
+    for line in lines[start:]:
+        if not line.strip() or set(line) in ({BOX_TOP}, {BOX_BOTTOM}):
+            break
+        if indent(line) == runover and found:
+            found[-1][1].append(line)
+        else:
+            found.append((indent(line), [line]))
+    return [(cells, read_back(group).strip()) for cells, group in found]
+
+
+def item_texts(items, ordered: bool, level: int = 0) -> list[tuple[int, str]]:
+    """What each item of a list should read, with its level: "2. Label: text" or just "text"."""
+    expected = []
+    for number, item in enumerate(items, 1):
+        text = " ".join(s.text for s in item.sentences)
+        text = f"{item.label_text}: {text}" if item.label else text
+        expected.append((level, f"{number}. {text}" if ordered else text))
+        if item.sublist:
+            expected += item_texts(item.sublist.items, item.sublist.ordered, level + 1)
+    return expected
+
+
+def test_callouts_are_boxed_with_their_kind_first(brf_of):
+    article = load_article(BACK_PAIN, BACK_PAIN.name)
+    lines = body_lines(pages_of(brf_of(BACK_PAIN)))
+    back = [read_back([line]).strip() for line in lines]
+    callouts = [block for block in walk(article.blocks) if isinstance(block, Callout)]
+    assert [c.label for c in callouts] == ["Warning", "Tip", "Caution", "Note"]
+    for block in callouts:
+        top = line_starting(back, block.heading_text.split(":")[0] + (":" if block.title.spans else ""))
+        assert lines[top - 1] == BOX_TOP * 40, f"the {block.label} box does not open right above its heading"
+        bottom = next(i for i in range(top, len(lines)) if lines[i] == BOX_BOTTOM * 40)
+        assert BOX_TOP * 40 not in lines[top:bottom], "a box opens inside the callout's box"
+        inside = print_text(article, lines[top:bottom]).strip()
+        assert inside.startswith(printed(block.heading_text)), inside
+        assert_read_in_order([s.text for s in iter_sentences(block.blocks)], inside)
+        assert lines[bottom - 1].strip(), "a blank line before the box's closing line"
+        assert lines[bottom + 1] == "", "no blank line after the box"
+
+
+def test_nested_list_items_are_indented_per_level_with_runovers_right_of_the_deepest(brf_of):
+    article = load_article(BACK_PAIN, BACK_PAIN.name)
+    lines = body_lines(pages_of(brf_of(BACK_PAIN)))
+    back = [read_back([line]).strip() for line in lines]
+    nested = next(b for b in walk(article.blocks) if isinstance(b, ListBlock) and any(i.sublist for i in b.items))
+    expected = item_texts(nested.items, nested.ordered)
+    assert [level for level, _ in expected] == [0, 0, 1, 1, 2, 2, 0], "the fixture no longer nests three levels"
+    start = line_starting(back, expected[0][1])
+    found = entries(lines, start, runover=6)          # three levels: runovers at cell 7 for every level
+    assert [cells for cells, _ in found] == [2 * level for level, _ in expected], found
+    for (_, text), (_, wanted) in zip(found, expected):
+        assert text == printed(wanted), f"{text!r} is not {wanted!r}"
+    assert sum(len(line) > 0 and indent(line) == 6 for line in lines[start:start + 14]) >= 3, \
+        "the runovers were not exercised: the fixture's items all fit on one line"
+    # a flat list's items keep runovers at cell 3; the key points' item without a label starts with its text
+    key_points = next(b for b in article.blocks if isinstance(b, KeyPoints))
+    start = line_starting(back, key_points.heading.text) + 1
+    assert entries(lines, start, runover=2) == [(0, printed(text)) for _, text in item_texts(key_points.items, False)]
+
+
+def test_glossary_terms_at_cell_1_with_runovers_at_cell_3(brf_of):
+    article = load_article(BACK_PAIN, BACK_PAIN.name)
+    lines = body_lines(pages_of(brf_of(BACK_PAIN)))
+    back = [read_back([line]).strip() for line in lines]
+    glossaries = [b for b in article.blocks if isinstance(b, Glossary)]
+    assert len(glossaries) == 2
+    for block in glossaries:
+        heading = line_starting(back, block.heading.text)
+        assert lines[heading - 1] == "" and lines[heading + 1] == "" and indent(lines[heading]) >= 3
+        found = entries(lines, heading + 2, runover=2)
+        wanted = [(0, printed(f"{t.term_text}: {' '.join(s.text for s in t.definition)}")) for t in block.terms]
+        assert found == wanted
+    runovers = [line for line in lines if line.startswith("  ") and not line.startswith("   ")]
+    assert any(back[lines.index(line) - 1].startswith("physiotherapist:") for line in runovers), \
+        "no glossary entry ran over: the check of cell 3 did not happen"
+
+
+def test_quotation_displayed_and_long_description_in_a_note(brf_of):
+    article = load_article(BACK_PAIN, BACK_PAIN.name)
+    lines = body_lines(pages_of(brf_of(BACK_PAIN)))
+    back = [read_back([line]).strip() for line in lines]
+    block = next(b for b in walk(article.blocks) if isinstance(b, Quote))
+    first = line_starting(back, block.sentences[0].text)
+    source = line_starting(back, "— " + block.attribution_text, first)
+    assert lines[first - 1] == "" and lines[source + 1] == "", "the quotation is not set off by blank lines"
+    assert indent(lines[first]) == 2 and indent(lines[source]) == 4
+    assert read_back(lines[first:source]).strip() == printed(" ".join(s.text for s in block.sentences))
+    picture = next(b for b in walk(article.blocks) if isinstance(b, Image) and b.long_description)
+    note = line_starting(back, "description of the picture:")
+    end = next(i for i in range(note, len(lines)) if lines[i].endswith(NOTE_CLOSE))
+    assert lines[note].startswith(" " * 6 + NOTE_OPEN) and all(indent(line) == 4 for line in lines[note + 1:end + 1])
+    assert read_back(lines[note:end + 1]).strip().endswith(printed(picture.long_description[-1].text)), \
+        "the description does not end the transcriber's note"
 
 
 def test_words_are_divided_only_at_hyphens_and_address_slashes():
@@ -293,9 +440,10 @@ def test_missing_liblouis_is_exit_3_and_the_other_formats_still_build(tmp_path):
         [name for name in stages.STAGE_MODULES if name != "braille"]
 
 
-def test_print_the_first_pages_for_a_look(brf_of, capsys):
+@pytest.mark.parametrize("source", [B12, BACK_PAIN], ids=["b12", "back-pain"])
+def test_print_the_first_pages_for_a_look(brf_of, capsys, source):
     """The first pages as an embosser would print them, each line with its back-translation beside it."""
-    pages = pages_of(brf_of(B12))
+    pages = pages_of(brf_of(source))
     with capsys.disabled():                   # into the test log, not captured away
         for number, page in enumerate(pages[:3]):
             print(f"\n---- braille page {number or 'title'} ----")

@@ -4,8 +4,9 @@
 Braille for English (other languages: their contracted liblouis table where
 there is one, else uncontracted), laid out after BANA's Braille Formats:
 a title page, then the article with braille page numbers, centred and
-cell-5 headings, paragraphs at cell 3, lists with hanging indents, the table
-in listed form, boxed summaries and disclaimer. The page size comes from the
+cell-5 headings, paragraphs at cell 3, lists (nested ones too) with hanging
+indents, the table in listed form, boxed summaries, callouts and disclaimer,
+displayed quotations, glossaries, images in transcriber's notes. The page size comes from the
 theme (40 cells × 25 lines unless it says otherwise).
 """
 from __future__ import annotations

@@ -9,12 +9,12 @@ text out of the braille.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ...errors import InternalError, Problem
-from ...model import (Article, Disclaimer, Faq, Heading, Image, KeyPoints, ListBlock, ListItem, Paragraph,
-                      Related, References, Section, Sentence, Span, Summary, Table, plain)
+from ...model import (Article, Callout, Disclaimer, Faq, Glossary, Heading, Image, KeyPoints, ListBlock, ListItem,
+                      Paragraph, Quote, Related, References, Section, Sentence, Span, Summary, Table, plain)
 from . import louis
 from .layout import BOX_BOTTOM, BOX_TOP, Pages, PageSize, centre, wrap
 
@@ -101,18 +101,23 @@ class Transcriber:
     def paragraph(self, braille: str) -> None:
         self.lines(braille, 2, 0)                  # cell 3, runovers at cell 1
 
-    def item(self, braille: str, level: int) -> None:
-        self.lines(braille, 2 * level, 2 * level + 2)    # cell 1, runovers at cell 3; nested two cells in
+    def item(self, braille: str, level: int, levels: int = 1) -> None:
+        """A list item at cell 1, a sub-point two cells further in per level. Runovers start two cells
+        right of the deepest level of the list (BANA's nested lists: 1-3 for a flat list, 1-5 and 3-5 for
+        two levels), so that a runover never starts where an item of another level starts."""
+        self.lines(braille, 2 * level, 2 * levels)
 
-    def note(self, text: str) -> None:
-        """A transcriber's note: at cell 7, runovers at cell 5, between the note indicators."""
-        self.lines(f"{NOTE_OPEN}{self.plain(text)}{NOTE_CLOSE}", 6, 4)
+    def note(self, braille: str) -> None:
+        """A transcriber's note (already in braille): at cell 7, runovers at cell 5, between the note indicators."""
+        self.lines(f"{NOTE_OPEN}{braille}{NOTE_CLOSE}", 6, 4)
 
     def box(self, opening: bool) -> None:
         if opening:
             self.pages.blank()
             self.pages.add([BOX_TOP * self.size.cells], keep_with_next=True)
         else:
+            if self.pages.lines and not self.pages.lines[-1].text:
+                self.pages.lines.pop()             # a list or quote ending the box: its box line closes it
             self.pages.add([BOX_BOTTOM * self.size.cells])
 
     def blocks(self, blocks) -> None:
@@ -134,9 +139,27 @@ def link_address(href: str) -> str:
     return href
 
 
-def list_item_braille(item: ListItem, out: Transcriber) -> str:
-    label = f"{out.inline(item.label, marks=False)}{out.plain(':')} " if item.label else ""
-    return label + out.sentences(item.sentences)
+def labelled(label: tuple[Span, ...], text: str, out: Transcriber) -> str:
+    """"label: text", the label without its print emphasis (its place at cell 1 sets it apart), or the
+    text alone when there is no label."""
+    return f"{out.inline(label, marks=False)}{out.plain(':')} {text}" if label else text
+
+
+def list_depth(items: tuple[ListItem, ...]) -> int:
+    """How many levels a list has, its sub-lists' included."""
+    return 1 + max((list_depth(item.sublist.items) for item in items if item.sublist), default=0)
+
+
+def list_items(items: tuple[ListItem, ...], ordered: bool, out: Transcriber, level: int = 0,
+               levels: int | None = None) -> None:
+    """Each item, then its sub-points one level further in. Numbers are kept as print shows them
+    (each numbered list, a sub-list too, counts from 1); print's bullets are left out, as BANA allows."""
+    levels = levels or list_depth(items)
+    for number, item in enumerate(items, 1):
+        prefix = out.plain(f"{number}.") + " " if ordered else ""
+        out.item(prefix + labelled(item.label, out.sentences(item.sentences), out), level, levels)
+        if item.sublist:
+            list_items(item.sublist.items, item.sublist.ordered, out, level + 1, levels)
 
 
 # -- one function per kind of block -------------------------------------------------------------------
@@ -145,11 +168,9 @@ def paragraph(block: Paragraph, out: Transcriber) -> None:
     out.paragraph(out.sentences(block.sentences))
 
 
-def list_block(block: ListBlock, out: Transcriber, level: int = 0) -> None:
+def list_block(block: ListBlock, out: Transcriber) -> None:
     out.pages.blank()
-    for number, item in enumerate(block.items, 1):
-        prefix = out.plain(f"{number}.") + " " if block.ordered else ""
-        out.item(prefix + list_item_braille(item, out), level)
+    list_items(block.items, block.ordered, out)
     out.pages.blank()
 
 
@@ -158,8 +179,8 @@ def table(block: Table, out: Transcriber) -> None:
     out.pages.blank()
     if block.caption:
         out.pages.add(wrap(out.inline(block.caption, marks=False), out.size.cells, 4, 4), keep_with_next=True)
-    out.note(f"The table is listed: each {block.corner.text.lower() or 'row'} is followed by "
-             f"its entry in each column.")
+    out.note(out.plain(f"The table is listed: each {block.corner.text.lower() or 'row'} is followed by "
+                       f"its entry in each column."))
     for row in block.rows:
         out.pages.add(wrap(out.sentences(row.header.sentences), out.size.cells, 0, 4), keep_with_next=True)
         for column, cell in zip(block.columns, row.cells):
@@ -169,10 +190,14 @@ def table(block: Table, out: Transcriber) -> None:
 
 
 def image(block: Image, out: Transcriber) -> None:
+    """The alt text in a transcriber's note, the caption, then the long description in a note of its own:
+    the order in which every other format gives them."""
     if not block.decorative:
-        out.note(f"Image: {block.alt}")
+        out.note(out.plain(f"Image: {block.alt}"))
     if block.caption:
         out.paragraph(out.sentences(block.caption))
+    if block.long_description:
+        out.note(out.plain("Description of the picture: ") + out.sentences(block.long_description))
 
 
 def section(block: Section, out: Transcriber) -> None:
@@ -185,10 +210,34 @@ def summary(block: Summary, out: Transcriber) -> None:
 
 
 def key_points(block: KeyPoints, out: Transcriber) -> None:
-    def items():
-        for item in block.items:
-            out.item(list_item_braille(item, out), 0)
-    boxed(block.heading, out, items)
+    boxed(block.heading, out, lambda: list_items(block.items, False, out))
+
+
+def callout(block: Callout, out: Transcriber) -> None:
+    """A warning, caution, note or tip: boxed like the summary, its kind in words before its title
+    ("Warning: Get medical help today"), since braille has no colour or icon to say it."""
+    kind = Span(f"{block.label}: " if block.title.spans else block.label)
+    boxed(replace(block.title, spans=(kind, *block.title.spans)), out, lambda: out.blocks(block.blocks))
+
+
+def quote(block: Quote, out: Transcriber) -> None:
+    """BANA's displayed material: a blank line before and after, the text at cell 3 with runovers at
+    cell 1; the attribution after it at cell 5, with print's dash."""
+    out.pages.blank()
+    out.paragraph(out.sentences(block.sentences))
+    if block.attribution:
+        out.lines(out.plain("— ") + out.inline(block.attribution), 4, 4)
+    out.pages.blank()
+
+
+def glossary(block: Glossary, out: Transcriber) -> None:
+    """Headed like the other headed blocks; each entry "term: definition" at cell 1 with runovers at
+    cell 3, as labelled list items are."""
+    out.heading(block.heading)
+    out.pages.blank()
+    for term in block.terms:
+        out.item(labelled(term.term, out.sentences(term.definition), out), 0)
+    out.pages.blank()
 
 
 def disclaimer(block: Disclaimer, out: Transcriber) -> None:
@@ -196,7 +245,7 @@ def disclaimer(block: Disclaimer, out: Transcriber) -> None:
 
 
 def boxed(heading: Heading, out: Transcriber, body: Callable[[], None]) -> None:
-    """Material set apart in print (a summary, key points, the disclaimer) between box lines."""
+    """Material set apart in print (a summary, key points, a callout, the disclaimer) between box lines."""
     out.box(opening=True)
     out.heading(heading)
     body()
@@ -243,4 +292,7 @@ RENDERERS: dict[type, Callable] = {
     Related: related,
     References: references,
     Disclaimer: disclaimer,
+    Callout: callout,
+    Quote: quote,
+    Glossary: glossary,
 }
