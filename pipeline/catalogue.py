@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import Problem, PublishError, display_path
+from .errors import Problem, PublishError, cannot_use, display_path
 
 if TYPE_CHECKING:
     from .model import Article
@@ -263,9 +263,9 @@ def write_catalogue(output_root: Path, theme: Theme, epoch: int | None = None) -
             if not (target.is_file() and target.read_bytes() == data):
                 write_atomic(target, data)
             written.append(target)
-    except OSError as exc:
-        raise PublishError(Problem(display_path(output_root), 0, 0, f"cannot write the catalogue ({exc.strerror})",
-                                   "check that the output folder is writable and the disk is not full")) from None
+    except OSError as exc:          # an environment problem (a full or read-only disk), with its own exit code
+        raise cannot_use(output_root, "cannot write the catalogue", exc,
+                         "choose another output folder with --out DIR") from None
     return written
 
 

@@ -28,7 +28,9 @@ def _build(sources: list[Path], out: Path, cache: Path, *extra: str) -> list[str
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every published file (not the builds' lock files, which stay in the output folder)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.endswith(".lock")}
 
 
 def _shards(tmp_path: Path, sources: list[Path]) -> tuple[list[Path], list[list[str]]]:
