@@ -58,8 +58,9 @@ def small_filesystem(mount: Path, size: str | int):
 
 
 def require_tool(name: str, install: str) -> str:
-    """The path of a system tool; a missing tool fails the test with the install command (never a skip)."""
-    path = shutil.which(name)
+    """The path of a tool, on the PATH or installed beside this Python (a virtual environment's programs);
+    a missing tool fails the test with the install command (never a skip)."""
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if not path:
         pytest.fail(f"`{name}` is not installed; the test needs it. Install it with: {install}")
     return path

@@ -9,7 +9,9 @@ import json
 import os
 import re
 import shutil
+import site
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -191,8 +193,13 @@ def test_a_missing_piper_is_exit_3_with_the_install_command(tmp_path):
     bin_dir.mkdir()
     for tool in ("ffmpeg", "espeak-ng"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
-    env = {"PATH": str(bin_dir)}
-    result = run_publish("say", "hello", "--voice-engine", "piper", "--out", str(tmp_path / "x.mp3"), env=env)
+    # publish looks for Piper on the PATH and, in a virtual environment, beside its Python: run it by the
+    # Python the environment was made from, with the environment's packages, as an installation without Piper
+    python = getattr(sys, "_base_executable", sys.executable)
+    env = {**os.environ, "PATH": str(bin_dir), "SOURCE_DATE_EPOCH": "1767225600",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), *site.getsitepackages()])}
+    result = subprocess.run([python, "-m", "pipeline", "say", "hello", "--voice-engine", "piper",
+                             "--out", str(tmp_path / "x.mp3")], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 3, result.stderr
     assert "piper" in result.stderr and "pip install piper-tts" in result.stderr
     assert "Traceback" not in result.stderr

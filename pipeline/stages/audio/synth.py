@@ -34,9 +34,9 @@ from .engines import VoiceChoice, WrongRate
 ATTEMPTS = 2
 SILENCE = 0.004             # as in assemble: quieter samples at the edges are not speech
 # How long an utterance should last at 165 words a minute: a moment to start, each letter spoken (a number
-# counts as the words it is read as, about two letters and two more for each digit), and a pause at each comma,
+# counts as the words it is read as, about two letters and three more for each digit), and a pause at each comma,
 # colon, bracket, dash or full stop inside it; and the range within which real utterances fall around that
-# estimate, measured per engine on four articles (182 utterances of espeak-ng, from one-word headings to
+# estimate, measured per engine on four articles (226 utterances of espeak-ng, from one-word headings to
 # 40-word sentences; 22 of Piper's). Short utterances and numbers are what a count of letters alone misjudged
 # ("Item 3: Walk." took twice its estimate). An utterance more than 15 % outside its engine's range is
 # refused: a run at pyttsx3's default 200 words a minute instead of 165 is caught by the rate the engine
@@ -55,7 +55,7 @@ class WrongLength(Exception):
 
 def expected_seconds(text: str, rate: int, engine: str) -> float:
     """The speech an utterance should last at *rate* words a minute (see SECONDS_PER_LETTER)."""
-    letters = len(re.findall(r"[^\W\d_]", text)) + sum(2 + 2 * len(number) for number in re.findall(r"\d+", text))
+    letters = len(re.findall(r"[^\W\d_]", text)) + sum(2 + 3 * len(number) for number in re.findall(r"\d+", text))
     pauses = len(PAUSE_MARK.findall(text.rstrip(" .!?\"'\u201d")))     # the closing pause is after the last sound
     seconds = START_SECONDS + max(letters, 4) * SECONDS_PER_LETTER[engine] + pauses * PAUSE_SECONDS
     return seconds * 165 / rate
