@@ -321,6 +321,12 @@ def stop_workers(pools: dict[str, ProcessPoolExecutor]) -> None:
     for pool in pools.values():
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()
+        # Tasks not yet taken by a worker may still be on their way into the pipe to the workers, which
+        # nobody reads once they are ended: without this the interpreter waited at exit for that pipe
+        # for ever (seen with Python 3.11.2 after Ctrl-C during a build of six formats).
+        call_queue = getattr(pool, "_call_queue", None)
+        if call_queue is not None:
+            call_queue.cancel_join_thread()
         pool.shutdown(wait=False, cancel_futures=True)
 
 

@@ -254,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
         from .shard import select
         sources = select(sources, *args.shard)
         if not sources:                  # a shard may draw no article: that is a success, with nothing to merge
-            (Path(args.out) if args.out else root / "output").mkdir(parents=True, exist_ok=True)
+            _out_root(args, root).mkdir(parents=True, exist_ok=True)
             if not args.quiet:
                 print(f"shard {args.shard[0]}/{args.shard[1]}: none of the articles falls to this shard",
                       file=sys.stderr)

@@ -6,6 +6,7 @@ import os
 import shutil
 import struct
 import subprocess
+import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -85,12 +86,13 @@ def run_ace(epub: Path, out: Path) -> dict:
     if not ACE.is_file():
         pytest.fail("Ace by DAISY is not installed: run `npm ci` (package.json lists @daisy/ace-cli)")
     require_tool("chromium", "apt-get install chromium")
-    # Puppeteer makes its browser profile under TMPDIR: keep it inside the test's own folder.
-    (out / "tmp").mkdir(parents=True)
-    env = {**os.environ, "PUPPETEER_EXECUTABLE_PATH": str(CHROMIUM_WRAPPER), "HOME": str(out),
-           "TMPDIR": str(out / "tmp")}
-    result = subprocess.run([str(ACE), "-f", "-s", "-o", str(out / "report"), str(epub)],
-                            capture_output=True, text=True, env=env, timeout=300)
+    # Puppeteer makes its browser profile under TMPDIR, and Chromium a socket in it: a folder of its own, with
+    # a short path, since a socket's path may not exceed 107 bytes and a test's folder can be longer than that
+    # (Ace then failed without a word).
+    with tempfile.TemporaryDirectory(prefix="ace-") as scratch:
+        env = {**os.environ, "PUPPETEER_EXECUTABLE_PATH": str(CHROMIUM_WRAPPER), "HOME": scratch, "TMPDIR": scratch}
+        result = subprocess.run([str(ACE), "-f", "-s", "-o", str(out / "report"), str(epub)],
+                                capture_output=True, text=True, env=env, timeout=300)
     report = out / "report" / "report.json"
     assert report.is_file(), f"Ace did not run:\n{result.stdout}\n{result.stderr}"
     return json.loads(report.read_text())
