@@ -289,7 +289,12 @@ def _publish(job: Job) -> None:
 
 def _finish(job: Job) -> None:
     if job.staging:
-        shutil.rmtree(job.staging, ignore_errors=True)
+        # After Ctrl-C a helper program of an ended worker may still close a file in it for a moment.
+        for _ in range(50):
+            shutil.rmtree(job.staging, ignore_errors=True)
+            if not job.staging.exists():
+                break
+            time.sleep(0.1)
     if job.lock:
         job.lock.release()             # the lock file stays (see article_lock)
 
