@@ -33,7 +33,8 @@ def test_format_mp3_makes_no_m4b_and_costs_no_aac_encoding(tmp_path):
     audio = stages["audio"]
     assert audio["containers"] == ["mp3"] and manifest["stages"]["audio"]["containers"] == ["mp3"]
     assert audio["encodings"]["aac"] == 0 and audio["encodings"]["mp3"] == audio["chapters"] > 0
-    assert sorted(audio["files"]) == ["handout.mp3", "handout.transcript.txt", "handout.vtt"]
+    assert sorted(audio["files"]) == ["handout.mp3", "handout.timings.js", "handout.timings.json",
+                                     "handout.transcript.txt", "handout.vtt"]
     assert not (folder / "handout.m4b").exists() and "handout.m4b" not in _listed(manifest)
 
     # both files: the MP3's chapters come from the cache, only the AAC is encoded

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import time
 from pathlib import Path
 
@@ -33,7 +34,8 @@ class AudioStage:
 
     def outputs(self, article: Article) -> list[str]:
         """Every file the stage can write; which narration files it makes is the theme's `audio_formats`."""
-        return [f"{article.slug}{suffix}" for suffix in (".mp3", ".m4b", ".vtt", ".transcript.txt")]
+        return [f"{article.slug}{suffix}" for suffix in (".mp3", ".m4b", ".vtt", ".transcript.txt",
+                                                                  ".timings.json", ".timings.js")]
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
         engines = f"{engine_version(ctx.cache_dir)}; {ffmpeg_version(ctx.cache_dir)}"
@@ -47,7 +49,7 @@ class AudioStage:
 
         from . import assemble              # numpy: loaded only when there is sound to assemble
         from .assemble import (ChapterEncoder, chapter_times, chapters_of, codecs_for, cues, ffmetadata, iso639_2,
-                               longest_first, mux, placed, webvtt)
+                               longest_first, mux, placed, timings, timings_script, webvtt)
         m = article.metadata
         publisher = m.publisher or theme.organisation
         lexicon = load_lexicon(theme.root, m.language).with_article(article)
@@ -56,7 +58,8 @@ class AudioStage:
         voice = choose(theme.voice_engine, theme.voices, m.language, theme.root)
         synth = Synthesizer(voice, m.language, theme.voice_rate, cache)
         codecs = codecs_for(theme.audio_formats)
-        suffixes = [f".{codec.container}" for codec in codecs] + [".vtt", ".transcript.txt"]
+        suffixes = [f".{codec.container}" for codec in codecs] + [".vtt", ".transcript.txt", ".timings.json",
+                                                                   ".timings.js"]
         files = {suffix: workdir / f"{article.slug}{suffix}" for suffix in suffixes}
 
         # Encoding is the expensive part: each chapter is encoded while the next ones are spoken, and
@@ -83,7 +86,8 @@ class AudioStage:
                                "warnings": [voice.warning] if voice.warning else [],
                                "cache_repaired": len(damaged), "damaged_entries": damaged}
         # the captions follow the file the large-print page plays: the MP3 if there is one (see the html stage)
-        files[".vtt"].write_text(webvtt(cues(sound, codecs[0])), encoding="utf-8")
+        heard = cues(sound, codecs[0])
+        files[".vtt"].write_text(webvtt(heard), encoding="utf-8")
         files[".transcript.txt"].write_text(transcript(article, utterances, chapters), encoding="utf-8")
 
         date = m.date_reviewed or m.date_published or time.strftime("%Y-%m-%d", time.gmtime(ctx.epoch))
@@ -94,6 +98,10 @@ class AudioStage:
                 "composer": f"{voice.voice} ({voice.engine} speech engine)",
                 "comment": f"Narrated by the voice {voice.voice} ({voice.engine} speech engine)"}
         titles = [c.title for c in chapters]
+        when = timings(heard, chapter_times(sound, titles, codecs[0]), [c.heading_id for c in chapters],
+                       files[f".{codecs[0].container}"].name)
+        files[".timings.json"].write_text(json.dumps(when, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        files[".timings.js"].write_text(timings_script(when), encoding="utf-8")
         metadata = {codec: workdir / f"chapters.{codec.name}.txt" for codec in codecs}
         for codec, path in metadata.items():
             path.write_text(ffmetadata(tags, chapter_times(sound, titles, codec)), encoding="utf-8")

@@ -443,10 +443,42 @@ def id3_size(data: bytes) -> int:
     return 10 + size + footer
 
 
+def milliseconds(seconds: float) -> int:
+    """A time as every consumer of the timings states it: whole milliseconds (WebVTT, SMIL and the page agree)."""
+    return round(seconds * 1000)
+
+
+def timings(cues: list[Cue], chapters: list[tuple[int, int, str]], heading_ids: list[str], audio: str) -> dict:
+    """When each utterance is heard, in one structure for every consumer: the captions, the read-aloud
+    EPUB's SMIL files and the large-print page's player are all made from it (times in whole ms).
+
+    `target` is the id of the element the utterance reads (a sentence's or a heading's); the words the
+    narration adds around a block ("Warning.", a table's row announcement) point at the element they
+    introduce, so a consumer that wants one entry per element merges runs with the same target."""
+    return {
+        "version": 1,
+        "audio": audio,
+        "duration_ms": chapters[-1][1] if chapters else 0,
+        "chapters": [{"index": index, "title": title, "target": heading, "start_ms": start, "end_ms": end}
+                     for index, ((start, end, title), heading) in enumerate(zip(chapters, heading_ids))],
+        "utterances": [{"id": cue.utterance.id,
+                        "target": cue.utterance.sources[0] if cue.utterance.sources else cue.utterance.id,
+                        "chapter": cue.utterance.chapter,
+                        "start_ms": milliseconds(cue.start), "end_ms": milliseconds(cue.end)} for cue in cues],
+    }
+
+
+def timings_script(data: dict) -> str:
+    """The timings as a script the page loads beside it: browsers refuse to fetch JSON from a file://
+    page but run a script from the same folder, so the player works on a page opened from the disk."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    return f"window.narrationTimings = {text};\n"
+
+
 def webvtt(cues: list[Cue]) -> str:
     """One cue per utterance, identified by the id of what it reads, showing the text as written."""
     def stamp(seconds: float) -> str:
-        ms = round(seconds * 1000)
+        ms = milliseconds(seconds)
         return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
     blocks = ["WEBVTT"]
     for cue in cues:
