@@ -43,6 +43,17 @@ NCX = "EPUB/toc.ncx"
 
 
 @dataclass
+class Book:
+    """An EPUB put together but not yet written: ebooklib's book and what it was made of."""
+
+    package: object                  # ebooklib.epub.EpubBook (imported only when a book is made)
+    parts: list[Part]
+    documents: list                  # the parts' content documents (ebooklib items), in the same order
+    toc: list[ContentsEntry]
+    lang: str
+
+
+@dataclass
 class Part:
     """One content document of the spine."""
 
@@ -139,6 +150,18 @@ class EpubStage:
         return f"{package_version('ebooklib')} zlib {zlib.ZLIB_RUNTIME_VERSION}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
+        book = self.compose(article, theme)
+        target = workdir / f"{article.slug}.epub"
+        self.write(book, target, workdir, ctx)
+        return [target]
+
+    def compose(self, article: Article, theme: Theme, sentence_ids: bool = False,
+                stylesheets: tuple[str, ...] = ()) -> Book:
+        """The package in ebooklib's terms, before it is written: what the text-only and the read-aloud EPUB share.
+
+        *sentence_ids* wraps each sentence in an element of its own (what a media overlay points at);
+        *stylesheets* are further style sheets of the theme's css/ folder, linked after epub.css.
+        """
         from ebooklib import epub
 
         m = article.metadata
@@ -160,7 +183,7 @@ class EpubStage:
             book.add_metadata(None, "meta", value, {"property": prop})
 
         images = {image.id: (f"images/{image.id}{image.path.suffix.lower()}", image) for image in article.images()}
-        opts = {"epub": True, "sentence_ids": False, "print_urls": False, "listen": False,
+        opts = {"epub": True, "sentence_ids": sentence_ids, "print_urls": False, "listen": False,
                 "image_url": lambda image: images[image.id][0]}
         logo = None
         if theme.logo:
@@ -176,11 +199,13 @@ class EpubStage:
         nav.properties = ["nav"]
         documents = [self.document(f"part{n:02d}", part.file_name, theme.render(
             "epub", "content.xhtml", article=article, blocks=part.blocks, first=part.first,
-            title=part.title, lang=lang, opts=opts)) for n, part in enumerate(parts)]
+            title=part.title, lang=lang, opts=opts, stylesheets=stylesheets)) for n, part in enumerate(parts)]
         for item in (cover, nav, *documents):
             book.add_item(item)
 
         book.add_item(self.resource("css", "css/epub.css", "text/css", theme.file("css/epub.css")))
+        for n, sheet in enumerate(stylesheets):
+            book.add_item(self.resource(f"css{n + 1}", f"css/{sheet}", "text/css", theme.file(f"css/{sheet}")))
         for n, font in enumerate(FONTS):
             book.add_item(self.resource(f"font{n}", f"fonts/{font}", "font/ttf", theme.file(f"fonts/{font}")))
         # the SIL Open Font License asks for the licence to travel with the fonts
@@ -196,17 +221,20 @@ class EpubStage:
         book.toc = [self.ncx_entry(entry) for entry in toc]
         book.add_item(epub.EpubNcx())
         book.spine = [cover, nav, *documents]
+        return Book(book, parts, documents, toc, lang)
 
+    @staticmethod
+    def write(book: Book, target: Path, workdir: Path, ctx: BuildContext, stored: tuple[str, ...] = ()) -> None:
+        """Write the package reproducibly (see `repack`); the entries named in *stored* are not compressed."""
+        from ebooklib import epub
         raw = workdir / "ebooklib.epub"
         modified = datetime.datetime.fromtimestamp(ctx.epoch, datetime.timezone.utc)
-        epub.write_epub(str(raw), book, {"mtime": modified, "epub3_landmark": False, "epub2_guide": False,
-                                         "play_order": {"enabled": True, "start_from": 1},
-                                         "raise_exceptions": True})      # a full disk is an error, not a warning
-        target = workdir / f"{article.slug}.epub"
-        repack(raw, target, ctx.epoch, {OPF: lambda opf: package_language(opf, lang),
-                                        NCX: lambda ncx: ncx_depth(ncx, _depth(toc))})
+        epub.write_epub(str(raw), book.package, {"mtime": modified, "epub3_landmark": False, "epub2_guide": False,
+                                                 "play_order": {"enabled": True, "start_from": 1},
+                                                 "raise_exceptions": True})  # a full disk is an error, not a warning
+        repack(raw, target, ctx.epoch, {OPF: lambda opf: package_language(opf, book.lang),
+                                        NCX: lambda ncx: ncx_depth(ncx, _depth(book.toc))}, stored)
         raw.unlink()
-        return [target]
 
     @staticmethod
     def document(uid: str, file_name: str, xhtml: str):
@@ -265,10 +293,11 @@ def ncx_depth(ncx: bytes, depth: int) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="utf-8")
 
 
-def repack(source: Path, target: Path, epoch: int, rewrite: dict) -> None:
+def repack(source: Path, target: Path, epoch: int, rewrite: dict, stored: tuple[str, ...] = ()) -> None:
     """Rewrite the zip reproducibly: one date from *epoch*, fixed modes, mimetype first and stored.
 
-    *rewrite* maps entry names to functions that amend their bytes on the way.
+    *rewrite* maps entry names to functions that amend their bytes on the way; the entries named in
+    *stored* are kept uncompressed like mimetype (compressed audio gains nothing from deflate but time).
     """
     stamp = time.gmtime(max(epoch, ZIP_EARLIEST))[:6]
     with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as out:
@@ -280,11 +309,11 @@ def repack(source: Path, target: Path, epoch: int, rewrite: dict) -> None:
             info = zipfile.ZipInfo(name, date_time=stamp)
             info.create_system = 3                    # Unix, whatever system builds it
             info.external_attr = 0o100644 << 16       # a regular file, rw-r--r--
-            if name == "mimetype":
-                info.compress_type = zipfile.ZIP_STORED   # OCF: first, uncompressed, no extra field
+            if name == "mimetype" or name in stored:
+                info.compress_type = zipfile.ZIP_STORED   # OCF: mimetype first, uncompressed, no extra field
             else:
                 info.compress_type = zipfile.ZIP_DEFLATED
-            out.writestr(info, data, compresslevel=9 if name != "mimetype" else None)
+            out.writestr(info, data, compresslevel=None if info.compress_type == zipfile.ZIP_STORED else 9)
 
 
 STAGE = EpubStage()
