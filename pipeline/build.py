@@ -10,6 +10,12 @@
   share one core through the GIL). The documents (PDF, EPUB, HTML) and the
   narration have workers of their own, so no worker holds both WeasyPrint
   and the speech libraries.
+* Along needs: a stage made from another's files (the read-aloud EPUB from
+  the narration, see ``stages.NEEDS``) waits for that stage and reads its
+  files from the staging folder, or from the published folder when that
+  stage was current. Its fingerprint, taken only then, includes the SHA-256
+  of the files it uses: an edit that changes the narration rebuilds it, one
+  that leaves the narration as it was does not.
 * Atomic: stages render into a private staging folder beside
   ``output/<slug>/`` (same file system, so a move is a rename). Only when
   every stage of an article succeeded is the article's new folder put
@@ -34,7 +40,7 @@ import shutil
 import signal
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,12 +63,13 @@ OUT_FIX = "choose another output folder with --out DIR"
 PUBLISH_PAUSE = "PUBLISH_TEST_PUBLISH_PAUSE"
 # The order an article's stages start in: the slowest first. On two cores the
 # narration, started last, would finish long after the rest had.
-SLOWEST_FIRST = ("audio", "pdf", "pdf-large", "epub", "html", "braille")
+SLOWEST_FIRST = ("audio", "pdf", "pdf-large", "epub", "html", "braille", "read-aloud")
 # Stages that load the same heavy libraries share their worker processes. A worker keeps what it has
 # loaded: one that has laid out a PDF holds WeasyPrint, one that has made a narration holds numpy and
-# espeak-ng, and over a batch a worker that did both held both (some 100 MiB, measured).
+# espeak-ng, and over a batch a worker that did both held both (some 100 MiB, measured). The read-aloud
+# EPUB only puts files together (ebooklib, as the EPUB does): it goes with the documents, never the narration.
 WORKER_GROUP = {"audio": "narration", "pdf": "documents", "pdf-large": "documents", "epub": "documents",
-                "html": "documents", "braille": "documents"}
+                "html": "documents", "braille": "documents", "read-aloud": "documents"}
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
@@ -103,6 +110,8 @@ class Job:
     staging: Path | None = None
     lock: FileLock | None = None
     previous: dict = field(default_factory=dict)
+    theme_prints: dict[str, str] = field(default_factory=dict)     # stage → the hash of the theme files it reads
+    products: dict[str, dict[str, Path]] = field(default_factory=dict)   # stage with needs → the files it uses
 
     @property
     def slug(self) -> str:
@@ -126,8 +135,9 @@ class Quiet:
 
 # -- fingerprints -------------------------------------------------------------
 
-def fingerprint(job: Job, name: str, stage, theme_hash: str) -> str:
-    """A hash of everything the stage's output depends on (no absolute paths: it must match across checkouts)."""
+def fingerprint(job: Job, name: str, stage, theme_hash: str, products: dict[str, Path] | None = None) -> str:
+    """A hash of everything the stage's output depends on (no absolute paths: it must match across checkouts),
+    with the SHA-256 of the other stages' files it is made from (*products*, by name)."""
     h = InputHash()
     h.add("package", f"{__version__} {code_hash()}".encode())
     h.add("stage", name.encode())
@@ -138,6 +148,8 @@ def fingerprint(job: Job, name: str, stage, theme_hash: str) -> str:
     h.add("theme", theme_hash.encode())
     h.add("paper", job.theme.paper.encode())
     h.add("inputs", stage.inputs(job.article, job.theme, job.ctx))
+    for product in sorted(products or {}):
+        h.add("product " + product, sha256(products[product]).encode())
     return h.hexdigest()
 
 
@@ -238,19 +250,79 @@ def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int | None
         shutil.rmtree(stale, ignore_errors=True)
     job.previous = read_manifest(job.folder)
     published = tuple(sorted({o.get("format") for o in job.previous.get("outputs", [])} - {None}))
+    for dependent, needs in stages.NEEDS.items():
+        # published and made from a stage this build runs: rebuilt with it if need be (see _plan_dependent),
+        # else the folder would offer a read-aloud EPUB with the previous narration
+        if dependent in published and dependent not in job.formats and set(needs) & set(job.formats):
+            job.formats = [*job.formats, dependent]
     job.ctx = BuildContext(formats=tuple(job.formats), epoch=article_epoch(job.article, epoch),
                            published=published, cache_dir=cache_dir)
-    if job.theme.root not in theme_hashes:          # the articles of a batch share their theme
-        theme_hashes[job.theme.root] = theme_digest(job.theme.root)
     for name in job.formats:
-        stage = stages.get(name)
-        result = StageResult(name, fingerprint=fingerprint(job, name, stage, theme_hashes[job.theme.root]))
+        leave_out = stages.theme_folders_ignored(name)
+        if (job.theme.root, leave_out) not in theme_hashes:          # the articles of a batch share their theme
+            theme_hashes[job.theme.root, leave_out] = theme_digest(job.theme.root, leave_out)
+        job.theme_prints[name] = theme_hashes[job.theme.root, leave_out]
+    # the stages that need others after those, which have their fingerprints (or results) by then
+    for name in sorted(job.formats, key=lambda name: name in stages.NEEDS):
+        result = job.stages[name] = StageResult(name)
+        if name in stages.NEEDS:
+            _plan_dependent(job, name)       # now if what it needs is current, else once that is built
+            continue
+        result.fingerprint = fingerprint(job, name, stages.get(name), job.theme_prints[name])
         cached = _up_to_date(job, name, result.fingerprint)
         if cached is not None:
             result.status, result.paths = "cached", cached
-        job.stages[name] = result
     if any(r.status == "pending" for r in job.stages.values()):
         job.staging = Path(tempfile.mkdtemp(dir=out_root, prefix=f".{job.slug}.staging-"))
+
+
+def _waiting(job: Job, name: str) -> bool:
+    """Whether stage *name* still waits for a stage it needs to be built in this build."""
+    return any(job.stages[need].status in ("pending", "running")
+               for need in stages.NEEDS.get(name, ()) if need in job.stages)
+
+
+def _plan_dependent(job: Job, name: str) -> bool:
+    """Settle a stage with needs once those are built or current: its products, its fingerprint, and whether
+    it is current (cached), cannot run (skipped: what it needs failed) or must run (True)."""
+    result = job.stages[name]
+    if _waiting(job, name):
+        return False
+    products = {}
+    for need in stages.NEEDS[name]:
+        if need in job.stages:
+            if job.stages[need].status not in ("built", "cached"):
+                result.status = "skipped"            # the need's failure is reported; this one has nothing to say
+                return False
+            paths = job.stages[need].paths
+        else:                                        # not asked for in this build: its published files, if any
+            paths = [job.folder / o["path"] for o in job.previous.get("outputs", []) if o.get("format") == need]
+        products.update({path.name: path for path in paths})
+    stage = stages.get(name)
+    job.products[name] = {product: products[product] for product in stage.uses(job.article, products)}
+    result.fingerprint = fingerprint(job, name, stage, job.theme_prints[name], job.products[name])
+    cached = _up_to_date(job, name, result.fingerprint)
+    if cached is not None:
+        result.status, result.paths = "cached", cached
+        return False
+    return True
+
+
+def _released(job: Job, finished: str) -> list[str]:
+    """The stages of *job* that needed *finished* and must run now (those found current are settled too)."""
+    ready = []
+    for name, result in job.stages.items():
+        if finished in stages.NEEDS.get(name, ()) and result.status == "pending":
+            try:
+                if _plan_dependent(job, name):
+                    ready.append(name)
+            except PublishError as exc:
+                result.status, result.error = "failed", exc
+    return ready
+
+
+def _stage_context(job: Job, name: str) -> BuildContext:
+    return replace(job.ctx, products=job.products[name]) if name in job.products else job.ctx
 
 
 def _publish(job: Job) -> None:
@@ -378,9 +450,10 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
             except OSError as exc:
                 job.error = cannot_use(out_root, "cannot write in the output folder", exc, OUT_FIX)
         progress.start(jobs)
-        tasks = [(job, name) for job in ready
+        stale = [(job, name) for job in ready
                  for name in sorted((n for n, r in job.stages.items() if r.status == "pending"), key=_start_rank)]
-        wanted = _sizes(tasks, workers)
+        tasks = [(job, name) for job, name in stale if not _waiting(job, name)]     # the others follow their needs
+        wanted = _sizes(stale, workers)
         if {group: pool._max_workers for group, pool in pools.items()} != wanted:
             stop_workers(pools)                    # started for other work (or for none): start the right ones
             pools = _pools(wanted) if wanted else {}
@@ -389,8 +462,10 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
             for pool in pools.values():
                 pool.shutdown()
         else:
-            for job, name in tasks:
+            while tasks:
+                job, name = tasks.pop(0)
                 _run_one(job, name, progress)
+                tasks += [(job, dependent) for dependent in _released(job, name)]
             for job in ready:
                 _close_article(job, progress)
         if ready:       # the catalogue lists what is published now, including articles built before
@@ -450,7 +525,8 @@ def _run_one(job: Job, name: str, progress) -> None:
     workdir = job.staging / name
     workdir.mkdir()
     try:
-        result.paths, result.report, result.seconds = run_stage(name, job.article, job.theme, workdir, job.ctx)
+        result.paths, result.report, result.seconds = run_stage(name, job.article, job.theme, workdir,
+                                                                _stage_context(job, name))
         result.status = "built"
     except PublishError as exc:
         result.status, result.error = "failed", exc
@@ -475,13 +551,19 @@ def _signals_held():
 def _run_pool(pools, tasks, ready, progress) -> None:
     from concurrent.futures import FIRST_COMPLETED, wait
     futures = {}
+
+    def submit(job: Job, name: str):
+        workdir = job.staging / name
+        workdir.mkdir()
+        progress.stage_started(job, name)
+        pool = pools[WORKER_GROUP.get(name, name)]
+        future = pool.submit(run_stage, name, job.article, job.theme, workdir, _stage_context(job, name))
+        futures[future] = (job, name)
+        return future
+
     with _signals_held():
         for job, name in tasks:
-            workdir = job.staging / name
-            workdir.mkdir()
-            progress.stage_started(job, name)
-            pool = pools[WORKER_GROUP.get(name, name)]
-            futures[pool.submit(run_stage, name, job.article, job.theme, workdir, job.ctx)] = (job, name)
+            submit(job, name)
     closed = set()
     try:
         pending = set(futures)
@@ -505,6 +587,8 @@ def _run_pool(pools, tasks, ready, progress) -> None:
                                                          f"the {name} stage's worker process failed: {type(exc).__name__}",
                                                          "run the build again; if it fails again, build with --jobs 1"))
                 progress.stage_finished(job, result)
+                with _signals_held():           # a submit may fork a worker (see _signals_held)
+                    pending.update(submit(job, dependent) for dependent in _released(job, name))
                 if id(job) not in closed and all(r.status != "pending" for r in job.stages.values()):
                     _close_article(job, progress)
                     closed.add(id(job))

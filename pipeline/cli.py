@@ -110,7 +110,8 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sources", nargs="*", metavar="SOURCE", help="article YAML files (default: source/*.yaml)")
     parser.add_argument("--format", default="", metavar="LIST",
                         help="comma-separated formats to build: " + ", ".join(FORMAT_NAMES)
-                        + " (audio is mp3 and m4b; default: every available one, the narration files the theme names)")
+                        + " (audio is mp3 and m4b; read-aloud also makes the narration it is made from; default: every "
+                        "available one, the narration files the theme names)")
     parser.add_argument("--theme", default="default", metavar="NAME", help="theme folder under themes/ (default: default)")
     parser.add_argument("--out", default=None, metavar="DIR", help="output folder (default: output/)")
     parser.add_argument("--paper", choices=("a4", "letter"), help="paper size of the PDF (default: the theme's)")
@@ -166,7 +167,8 @@ def parse_formats(value: str) -> tuple[list[str], tuple[str, ...] | None]:
             containers.update(stages.AUDIO_CONTAINERS)
         if _stage_of(name) not in available and stages.missing_library(name) is None:
             raise UsageError(f"the `{name}` format is not available in this version")
-    chosen = sorted({_stage_of(name) for name in wanted}, key=list(stages.STAGE_MODULES).index)
+    # with what they need: `--format read-aloud` makes the narration too (or finds it current and keeps it)
+    chosen = stages.with_needs([_stage_of(name) for name in wanted])
     return chosen, tuple(c for c in stages.AUDIO_CONTAINERS if c in containers) or None
 
 

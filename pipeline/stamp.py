@@ -95,11 +95,15 @@ def programs() -> dict[str, str]:
     return {program: file_identity(Path(path)) for program, path in found.items() if path}
 
 
-def theme_digest(root: Path) -> str:
-    """One hash of every file of a theme (any of them may change an output), by path and content."""
+def theme_digest(root: Path, leave_out: tuple[str, ...] = ()) -> str:
+    """One hash of every file of a theme (any of them may change an output), by path and content; or of all
+    but the top-level folders *leave_out*, which a stage does not read (stages.THEME_FOLDERS_READ_BY)."""
     h = InputHash()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.add("theme " + path.relative_to(root).as_posix(), path.read_bytes())
+        relative = path.relative_to(root)
+        if relative.parts[0] in leave_out:
+            continue
+        h.add("theme " + relative.as_posix(), path.read_bytes())
     return h.hexdigest()
 
 

@@ -4,7 +4,11 @@ A stage turns the document model and a theme into files. It never reads
 YAML, never writes into ``output/`` (the build gives it a private folder and
 publishes its files only when every stage of the article succeeded), and
 never knows that other stages exist beyond the list of formats in the
-``BuildContext``.
+``BuildContext``, except for what it declares in ``NEEDS``: a stage that is
+made from another's files (the read-aloud EPUB from the narration) names
+that stage there, the build runs it after that stage, hands it the files
+in ``BuildContext.products`` and fingerprints it with their SHA-256, so it
+is rebuilt when, and only when, what it is made of changed.
 """
 from __future__ import annotations
 
@@ -32,6 +36,9 @@ class BuildContext:
     published: tuple[str, ...] = ()   # formats already in the article's output folder from earlier builds
     cache_dir: Path | None = None     # a persistent folder a stage may keep caches in
     report: dict = field(default_factory=dict, compare=False)   # counters a stage reports (e.g. utterances synthesized)
+    # for a stage with NEEDS: the needed stages' files by name, where they are now (this build's staging
+    # folder, or the published folder when the needed stage was current)
+    products: dict[str, Path] = field(default_factory=dict, compare=False)
 
     def has(self, fmt: str) -> bool:
         return fmt in self.formats or fmt in self.published
@@ -52,6 +59,11 @@ class Stage(Protocol):
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         """Write the outputs into *workdir* and return their paths."""
 
+    # Only stages with NEEDS:
+    def uses(self, article: Article, products: dict[str, Path]) -> list[str]:
+        """Which of the needed stages' files (*products*, by name) the output is made from: their SHA-256 go
+        into the fingerprint. A product it needs and cannot find is a PublishError saying how to make it."""
+
 
 # name → module that defines `STAGE`. Importing lazily keeps `publish check`
 # fast and lets a build of one format run without the others' libraries.
@@ -62,7 +74,40 @@ STAGE_MODULES = {
     "html": "pipeline.stages.html",
     "audio": "pipeline.stages.audio",
     "braille": "pipeline.stages.braille",
+    "read-aloud": "pipeline.stages.read_aloud",      # after "audio", which it needs (see NEEDS)
 }
+
+# Stages made from other stages' files: name → the stages whose files it reads. Kept here rather than on
+# the stage classes, so that planning a build (the formats asked for, the workers) imports no stage.
+# A build with the dependent stage runs the stages it needs first, in the same build: from the files they
+# have just made, or from the published ones when those are current (then they are merely "cached").
+NEEDS = {
+    "read-aloud": ("audio",),
+}
+
+# Theme folders that only some stages read: the other stages' fingerprints leave them out, so that a
+# pronunciation corrected in the lexicon rebuilds the narration and what is made from it, not the PDF.
+THEME_FOLDERS_READ_BY = {
+    "lexicon": ("audio",),
+}
+
+
+def with_needs(names: list[str]) -> list[str]:
+    """*names* and every stage they need, directly or not, in the registry's order (a stage after its needs)."""
+    wanted, queue = set(names), list(names)
+    while queue:
+        for need in NEEDS.get(queue.pop(), ()):
+            if need not in wanted:
+                wanted.add(need)
+                queue.append(need)
+    return sorted(wanted, key=list(STAGE_MODULES).index)
+
+
+def theme_folders_ignored(name: str) -> tuple[str, ...]:
+    """The theme folders stage *name* does not read. (A stage with NEEDS is made from its needs' files, whose
+    SHA-256 are in its fingerprint: a folder read by those alone changes it only through them.)"""
+    return tuple(sorted(folder for folder, readers in THEME_FOLDERS_READ_BY.items() if name not in readers))
+
 
 # The narration's files. `--format audio` makes both; `--format mp3` or `m4b` makes one, and a build
 # without --format makes those the theme's `audio_formats` names. Both come from the same speech and
@@ -91,10 +136,11 @@ def missing_library(name: str) -> MissingTool | None:
 
 
 def available() -> list[str]:
-    """Formats whose stage module exists in this version and can run on this machine."""
+    """Formats whose stage module exists in this version and can run on this machine (with what they need)."""
     names = []
     for name, module in STAGE_MODULES.items():
-        if importlib.util.find_spec(module) is not None and missing_library(name) is None:
+        if importlib.util.find_spec(module) is not None and missing_library(name) is None \
+                and all(need in names for need in NEEDS.get(name, ())):
             names.append(name)
     return names
 

@@ -100,6 +100,7 @@ class AudioStage:
         titles = [c.title for c in chapters]
         when = timings(heard, chapter_times(sound, titles, codecs[0]), [c.heading_id for c in chapters],
                        files[f".{codecs[0].container}"].name)
+        when["narrator"] = {"engine": voice.engine, "voice": voice.voice}     # the read-aloud EPUB names it
         files[".timings.json"].write_text(json.dumps(when, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         files[".timings.js"].write_text(timings_script(when), encoding="utf-8")
         metadata = {codec: workdir / f"chapters.{codec.name}.txt" for codec in codecs}
