@@ -58,6 +58,10 @@ class Kind:
     acquisition: bool = False   # offered for download in the OPDS feed
 
 
+# The read-aloud stage's EPUB (<slug>.read-aloud.epub), or any EPUB found to carry Media Overlays.
+READ_ALOUD = Kind("Read-aloud e-book, text and narration together", "EPUB 3 with narration",
+                  "application/epub+zip", acquisition=True)
+
 # By the file name's ending, in the order a reader meets them. Files not listed here (the page's stylesheet,
 # fonts, images) belong to another output and are not offered on their own.
 KINDS = {
@@ -65,14 +69,13 @@ KINDS = {
     ".pdf": Kind("PDF handout", "PDF", "application/pdf", acquisition=True),
     ".large-print.pdf": Kind("Large-print PDF handout", "PDF", "application/pdf", acquisition=True),
     ".epub": Kind("E-book", "EPUB 3", "application/epub+zip", acquisition=True),
+    ".read-aloud.epub": READ_ALOUD,
     ".m4b": Kind("Audiobook with chapters", "M4B", "audio/mp4", acquisition=True),
     ".mp3": Kind("Narration", "MP3", "audio/mpeg", acquisition=True),
     ".brf": Kind("Braille", "BRF", "text/plain"),
     ".transcript.txt": Kind("Transcript of the narration", "plain text", "text/plain"),
     ".vtt": Kind("Captions of the narration", "WebVTT", "text/vtt"),
 }
-READ_ALOUD = Kind("Read-aloud e-book, text and narration together", "EPUB 3 with narration",
-                  "application/epub+zip", acquisition=True)
 
 
 def kind_of(name: str, facts: dict | None = None) -> Kind | None:
@@ -199,7 +202,7 @@ def read_entries(output_root: Path) -> list[Entry]:
             downloads.append(Download(f"{folder.name}/{name}", kind, int(output.get("bytes", 0)),
                                       {k: output[k] for k in ("pages", "seconds", "chapters") if k in output}))
         if downloads:
-            order = list(KINDS.values()) + [READ_ALOUD]
+            order = list(KINDS.values())
             downloads.sort(key=lambda d: (order.index(d.kind), d.href))
             entries.append(Entry(folder.name, dict(manifest.get("article") or {}), tuple(downloads)))
     return sorted(entries, key=lambda e: (e.title.casefold(), e.slug))
