@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from conftest import B12, EPOCH, ROOT, run_publish
+from conftest import B12, ROOT, run_publish
 from test_epub import EPUBCHECK_4, NS, ace_failures, epubcheck_jar_5, epubcheck_messages, package_meta, run_ace
 
 BACK_PAIN = ROOT / "tests" / "fixtures" / "back-pain" / "staying-active-with-back-pain.yaml"

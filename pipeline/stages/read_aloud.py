@@ -31,7 +31,7 @@ from ..errors import Problem, PublishError
 from ..model import Article
 from ..theme import Theme
 from . import BuildContext
-from .epub import EpubStage, Book
+from .epub import EpubStage
 
 # The class reading systems give the element being read (media:active-class): css/read-aloud.css draws it.
 ACTIVE_CLASS = "read-aloud-active"
@@ -42,7 +42,6 @@ HEADING_SUFFIX = "-h"
 # The narration's containers a package may carry: EPUB 3 core media types.
 AUDIO_TYPES = {".mp3": "audio/mpeg", ".m4b": "audio/mp4", ".m4a": "audio/mp4"}
 TIMINGS_VERSION = 1
-XHTML = "{http://www.w3.org/1999/xhtml}"
 
 
 @dataclass
