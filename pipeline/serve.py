@@ -40,8 +40,9 @@ PREFIX = "/__publish__/"                 # the server's own pages; no article fo
 LIVE_SCRIPT = "js/live-reload.js"        # in the theme
 # What a save rebuilds, in turn, each published (and its pages reloaded) as soon as it is done: the page first,
 # which takes a fraction of a second, then the other documents (the PDF takes a second or two), then the
-# narration. The formats of no phase here (a new one) go with the documents.
-FIRST, LAST = ("html",), ("audio",)
+# narration, with the read-aloud EPUB that is made from it. The formats of no phase here (a new one) go with the
+# documents.
+FIRST, LAST = ("html",), ("audio", "read-aloud")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 HEARTBEAT = 15.0                         # seconds between keep-alive comments on the event stream
 
