@@ -141,7 +141,7 @@ def test_every_acquisition_link_is_typed_as_its_file_is(root):
     feed = etree.parse(str(root / catalogue.FEED))
     listed = listed_files(root)
     links = [link for link in feed.iterfind("atom:entry/atom:link", NS) if link.get("rel") == ACQUISITION]
-    assert len(links) == 6              # five for B12 (two PDFs, EPUB, M4B, MP3), the PDF of the second
+    assert len(links) == 7              # six for B12 (two PDFs, EPUB, read-aloud EPUB, M4B, MP3), the PDF of the second
     for link in links:
         target = (root / link.get("href")).resolve()
         assert target in listed

@@ -201,6 +201,11 @@ class ReadAloudStage(EpubStage):
                                  "engine, a synthetic voice)", {"property": "media:narrator"})
         package.add_metadata(None, "meta", ACTIVE_CLASS, {"property": "media:active-class"})
 
+        # for the build report: how much of the narration the text follows (the rest is its own opening, counts…)
+        ctx.report[self.name] = {"clips": len(found), "overlays": sum(1 for item in book.documents
+                                                                      if getattr(item, "media_overlay", None)),
+                                 "utterances_left_out": len(timings["utterances"]) - sum(len(c.utterances)
+                                                                                          for c in found)}
         target = workdir / f"{article.slug}.read-aloud.epub"
         self.write(book, target, workdir, ctx, stored=(f"EPUB/{audio_href}",))
         return [target]
