@@ -201,6 +201,7 @@ def test_package_metadata_of_a_read_aloud_book(book):
     assert meta["schema:accessMode"] == ["textual", "auditory"]
     assert {"textual", "auditory"} <= set(meta["schema:accessModeSufficient"])
     assert "synchronizedAudioText" in meta["schema:accessibilityFeature"]
+    assert "narrated by a synthetic voice, synchronized with the text" in meta["schema:accessibilitySummary"][0]
     # its own identifier: another publication than the text-only EPUB, which has the article's
     from pipeline.source import load_article
     source = B12 if book.name == B12.stem else BACK_PAIN

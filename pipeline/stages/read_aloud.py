@@ -36,6 +36,9 @@ from .epub import EpubStage
 # The class reading systems give the element being read (media:active-class): css/read-aloud.css draws it.
 ACTIVE_CLASS = "read-aloud-active"
 STYLESHEET = "read-aloud.css"
+# added to the accessibility summary of the text-only EPUB (the article's or the theme's)
+SUMMARY = ("Every sentence and heading is also narrated by a synthetic voice, synchronized with the text: "
+           "a reading system that plays media overlays highlights each sentence as it is heard.")
 # A headed block's id names the block (a section, a callout, a question); its heading's text is the element
 # with this suffix (blocks.html's heading macro). The narration points at the block; the overlay at its heading.
 HEADING_SUFFIX = "-h"
@@ -222,6 +225,8 @@ class ReadAloudStage(EpubStage):
                 claims += [(prop, "textual"), (prop, "auditory"), (prop, "textual,auditory")]
             elif prop == "schema:accessibilityHazard":
                 claims += [("schema:accessibilityFeature", "synchronizedAudioText"), (prop, value)]
+            elif prop == "schema:accessibilitySummary":
+                claims.append((prop, f"{value} {SUMMARY}"))
             else:
                 claims.append((prop, value))
         return claims
