@@ -342,3 +342,16 @@ def test_the_catalogue_offers_the_read_aloud_epub(book):
     assert links[0].get("type") == "application/epub+zip"
     assert int(links[0].get("length")) == epub_of(book).stat().st_size
     assert "Read-aloud" in links[0].get("title")
+
+
+def test_a_theme_without_the_highlight_style_is_a_clear_error_and_publishes_nothing(tmp_path):
+    project = make_project(tmp_path)
+    (project / "themes" / "default" / "css" / "read-aloud.css").unlink()
+    out = project / "output"
+    result = run_publish("build", str(project / "source" / B12.name), "--format", "epub,read-aloud",
+                         "--out", str(out), "--cache", str(project / ".cache"), cwd=project)
+    assert result.returncode == 1, result.stderr
+    assert "the theme has no css/read-aloud.css" in result.stderr
+    assert "copy it from themes/default/css/read-aloud.css" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (out / B12.stem).exists()          # nothing of the article is published, not even its EPUB

@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import Problem, PublishError
+from ..errors import Problem, PublishError, display_path
 from ..model import Article
 from ..theme import Theme
 from . import BuildContext
@@ -173,7 +173,13 @@ class ReadAloudStage(EpubStage):
 
         timings_name, audio_name = self.uses(article, ctx.products)
         timings = read_timings(ctx.products[timings_name], article.source.name)
+        self.check_theme(theme)
         book = self.compose(article, theme, sentence_ids=True, stylesheets=(STYLESHEET,))
+        if not all(f'href="css/{STYLESHEET}"'.encode() in item.content for item in book.documents):
+            raise PublishError(Problem(display_path(theme.root / "templates" / "epub" / "content.xhtml"), 0, 0,
+                                       "the template does not link the style sheets it is given, so the read-aloud "
+                                       "EPUB could not show which sentence is being read",
+                                       "link each of `stylesheets` after epub.css, as themes/default does"))
         package = book.package
         # another publication than the text-only EPUB (twice the size, another file): its own identifier, derived
         # from the article's, so that a library does not take one for the other
@@ -212,6 +218,13 @@ class ReadAloudStage(EpubStage):
         target = workdir / f"{article.slug}.read-aloud.epub"
         self.write(book, target, workdir, ctx, stored=(f"EPUB/{audio_href}",))
         return [target]
+
+    @staticmethod
+    def check_theme(theme: Theme) -> None:
+        if not theme.file(f"css/{STYLESHEET}").is_file():
+            raise PublishError(Problem(display_path(theme.root / "theme.yaml"), 0, 0,
+                                       f"the theme has no css/{STYLESHEET}, which draws the sentence being read in "
+                                       "the read-aloud EPUB", f"copy it from themes/default/css/{STYLESHEET}"))
 
     @staticmethod
     def accessibility(article: Article, theme: Theme, publisher: str) -> list[tuple[str, str]]:
