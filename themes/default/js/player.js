@@ -316,16 +316,21 @@
       });
     });
 
-    // A click or tap on a sentence or a heading, unless it follows a link, ends a text selection or
-    // opens something.
+    // A click or tap on a sentence or a heading, unless it follows a link, opens something or selects
+    // text. A double click selects a word, and its first click cannot know it: the narration starts
+    // only when no second click has come within DOUBLE_CLICK_MS and nothing is selected.
+    var DOUBLE_CLICK_MS = 300, pendingClick = 0;
     main.addEventListener("click", function (event) {
-      if (event.defaultPrevented || event.button !== 0 ||
+      window.clearTimeout(pendingClick);
+      if (event.defaultPrevented || event.button !== 0 || event.detail > 1 ||
           event.target.closest("a, button, input, select, textarea, summary, label, .player")) { return; }
-      var selection = window.getSelection && window.getSelection();
-      if (selection && !selection.isCollapsed) { return; }
       var element = event.target.closest(".s, h1, h2, h3, h4, h5, h6");
       var at = element && startOfElement.get(element);
-      if (at !== undefined && at !== null) { playFrom(at); }
+      if (at === undefined || at === null) { return; }
+      pendingClick = window.setTimeout(function () {
+        var selection = window.getSelection && window.getSelection();
+        if (!selection || selection.isCollapsed) { playFrom(at); }
+      }, DOUBLE_CLICK_MS);
     });
 
     // -- the media element's events --------------------------------------------------------------------
