@@ -264,12 +264,20 @@ def test_the_page_follows_the_narration_unless_the_reader_scrolls(browser, http,
     assert page.evaluate("document.documentElement.scrollWidth") <= 320
     # the reader scrolls back to the top: the next sentence does not pull them down again
     page.mouse.move(160, 300)
-    page.mouse.wheel(0, -100000)
-    page.wait_for_timeout(300)
+    for _ in range(10):
+        page.mouse.wheel(0, -2000)
+        page.wait_for_timeout(50)
+    page.wait_for_function("new Promise(done => { const y = scrollY; setTimeout(() => done(scrollY === y), 300); })")
     top = page.evaluate("scrollY")
+    assert top < 200
     seek(page, timings["utterances"][-3]["start_ms"] / 1000 + 0.2)
     page.wait_for_timeout(1200)
     assert page.evaluate("scrollY") == top
+    # a command of the player is the reader's choice again: the page follows to the section it starts
+    page.click("[data-command=previous]")
+    page.wait_for_function("(() => { const e = document.querySelector('.now-reading');"
+                           " const r = e && e.getBoundingClientRect(); return r && e.tagName === 'H2' &&"
+                           " r.top >= 0 && r.bottom <= innerHeight; })()", timeout=5000)
     page.context.close()
 
 

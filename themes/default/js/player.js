@@ -117,7 +117,7 @@
     var reduceMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 
     var highlighted = null, chapterShown = -1, frame = 0, started = false, sliding = false;
-    var userScrolledAt = -Infinity, ourScrollUntil = 0;
+    var userScrolledAt = -Infinity;
 
     function duration() {
       return isFinite(audio.duration) && audio.duration > 0 ? audio.duration : (timings.duration_ms || 0) / 1000;
@@ -172,19 +172,29 @@
 
     function barHeight() { return ui.classList.contains("is-floating") ? bar.getBoundingClientRect().height : 0; }
 
+    // Our own scrolling is told from the reader's by its end: from scrollTo() until the browser's
+    // scrollend (or at most OUR_SCROLL_MS, for browsers without that event), scroll events are ours.
+    var OUR_SCROLL_MS = 3000, ourScroll = false, ourScrollTimer = 0, graceUntil = 0;
+    function scrollOurselves(top) {
+      ourScroll = true;
+      window.clearTimeout(ourScrollTimer);
+      ourScrollTimer = window.setTimeout(function () { ourScroll = false; }, OUR_SCROLL_MS);
+      window.scrollTo({ top: top, behavior: reduceMotion.matches ? "instant" : "smooth" });
+    }
+    window.addEventListener("scrollend", function () { ourScroll = false; });
+
     function keepInView(element) {
       if (performance.now() - userScrolledAt < FOLLOW_PAUSE_MS) { return; }   // the reader is looking elsewhere
       var box = element.getBoundingClientRect();
       var height = window.innerHeight - barHeight();
       if (box.top >= height * COMFORT_TOP && box.bottom <= height * COMFORT_BOTTOM) { return; }
-      var reduce = reduceMotion.matches;
-      ourScrollUntil = performance.now() + (reduce ? 150 : 1500);
-      window.scrollTo({ top: window.scrollY + box.top - height * BRING_TO, behavior: reduce ? "instant" : "smooth" });
+      scrollOurselves(window.scrollY + box.top - height * BRING_TO);
     }
 
-    function readerScrolled() { userScrolledAt = performance.now(); ourScrollUntil = 0; }
+    // The wheel, a finger or a scrolling key is always the reader, even during our own scrolling.
+    function readerScrolled() { userScrolledAt = performance.now(); ourScroll = false; }
     window.addEventListener("scroll", function () {
-      if (performance.now() > ourScrollUntil) { userScrolledAt = performance.now(); }
+      if (!ourScroll && performance.now() > graceUntil) { userScrolledAt = performance.now(); }
     }, { passive: true });
     ["wheel", "touchmove"].forEach(function (type) {
       window.addEventListener(type, readerScrolled, { passive: true });
@@ -244,27 +254,40 @@
       previous: function () {
         var index = chapterAt(audio.currentTime);
         if (audio.currentTime - chapters[index].start_ms / 1000 < RESTART_SECTION_AFTER && index > 0) { index -= 1; }
-        userScrolledAt = -Infinity;
         seek(chapters[index].start_ms / 1000);
       },
       next: function () {
         var index = chapterAt(audio.currentTime);
-        if (index + 1 < chapters.length) {
-          userScrolledAt = -Infinity;
-          seek(chapters[index + 1].start_ms / 1000);
-        }
+        if (index + 1 < chapters.length) { seek(chapters[index + 1].start_ms / 1000); }
       },
+      start: function () { seek(0); },
+      end: function () { seek(duration()); },
       slower: function () { changeSpeed(-1); },
       faster: function () { changeSpeed(1); }
     };
 
+    // A command is the reader's own choice of where to listen: the page follows the narration again even
+    // if they scrolled a moment ago (if only to reach the player).
+    function run(name) {
+      userScrolledAt = -Infinity;
+      // a scroll event dispatched just after the command belongs to what led to it (the browser bringing
+      // the button into view), not to a new wish of the reader
+      graceUntil = performance.now() + 300;
+      commands[name]();
+    }
+
     ui.addEventListener("click", function (event) {
       var button = event.target.closest("[data-command]");
-      if (button && commands[button.getAttribute("data-command")]) { commands[button.getAttribute("data-command")](); }
+      if (button && commands[button.getAttribute("data-command")]) { run(button.getAttribute("data-command")); }
     });
 
     // The position slider: dragging it moves through the narration.
-    slider.addEventListener("input", function () { sliding = true; seek(parseFloat(slider.value)); sliding = false; });
+    slider.addEventListener("input", function () {
+      userScrolledAt = -Infinity;
+      sliding = true;
+      seek(parseFloat(slider.value));
+      sliding = false;
+    });
 
     // -- speed, remembered ------------------------------------------------------------------------------
 
@@ -297,11 +320,11 @@
       else if (key === "PageDown") { command = "next"; }
       else if (key === "<") { command = "slower"; }
       else if (key === ">") { command = "faster"; }
-      else if (onSlider && key === "Home") { seek(0); event.preventDefault(); return; }
-      else if (onSlider && key === "End") { seek(duration()); event.preventDefault(); return; }
+      else if (onSlider && key === "Home") { command = "start"; }
+      else if (onSlider && key === "End") { command = "end"; }
       if (!command) { return; }
       event.preventDefault();
-      commands[command]();
+      run(command);
     });
 
     // -- starting from the text ---------------------------------------------------------------------------
@@ -341,6 +364,7 @@
     audio.addEventListener("play", function () {
       started = true;
       float(dockOut);
+      if (highlighted) { keepInView(highlighted); }     // chosen while paused (a section, a seek)
       if (!frame) { frame = window.requestAnimationFrame(tick); }
     });
     audio.addEventListener("error", function () { $(".player-error").hidden = false; });
