@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT, run_publish, web_server
 from pipeline.theme import contrast_ratio
-from test_html import AXE, TAGS, THEMES, browser  # noqa: F401  (browser: the module's Chromium fixture)
+from test_html import AXE, CLIPPED, TAGS, TEXT_SPACING, THEMES, browser  # noqa: F401  (browser: Chromium, per module)
 
 ARTICLE = ROOT / "tests" / "fixtures" / "player" / "drinking-water.yaml"
 AUDIO = "document.querySelector('#narration audio')"
@@ -314,6 +314,26 @@ def test_every_control_is_at_least_44_px(browser, http, width):
                           " const r = e.getBoundingClientRect(); return [r.width, r.height, r.right]; })")
     assert all(w >= 44 and h >= 44 and right <= width for w, h, right in sizes), sizes
     page.context.close()
+
+
+# the page's own text size with the WCAG 1.4.12 text spacing, and the largest text the reading settings offer
+@pytest.mark.parametrize("scale, spacing", [("2", True), ("6", False)])
+def test_the_player_reflows_at_320_px_with_text_spacing_and_the_largest_text(browser, http, scale, spacing):
+    """WCAG 1.4.10 and 1.4.12: no sideways scrolling and nothing cut off, the bar floating or not."""
+    context = browser.new_context(viewport={"width": 320, "height": 900})
+    context.add_init_script(f"localStorage.setItem('reader.scale', '{scale}')")
+    page = open_player(browser, http, context=context)
+    if spacing:
+        page.add_style_tag(content=TEXT_SPACING)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+    assert page.evaluate(CLIPPED) == []
+    page.click("[data-command=play]")
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.wait_for_function("document.querySelector('.player').classList.contains('is-floating')")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+    assert page.evaluate("Math.max(...[...document.querySelectorAll('.player-bar *')]"
+                         ".map(e => e.getBoundingClientRect().right))") <= 320
+    context.close()
 
 
 @pytest.mark.parametrize("width", [320, 1280])
