@@ -281,6 +281,23 @@ def test_the_page_follows_the_narration_unless_the_reader_scrolls(browser, http,
     page.context.close()
 
 
+def test_with_reduced_motion_the_page_moves_to_the_sentence_at_once(browser, http, timings):
+    context = browser.new_context(viewport={"width": 320, "height": 900}, reduced_motion="reduce")
+    page = open_player(browser, http, context=context)
+    page.click("[data-command=play]")
+    page.wait_for_function(f"!{AUDIO}.paused")
+    sentence = next(u for u in timings["utterances"] if u["target"] == "signs-you-need-more-p1-s2")
+    page.evaluate("window.scrolls = 0; addEventListener('scroll', () => scrolls++)")
+    seek(page, (sentence["start_ms"] + sentence["end_ms"]) / 2000)
+    page.wait_for_function("document.querySelector('.now-reading')")
+    page.wait_for_timeout(300)
+    box = page.evaluate("document.querySelector('.now-reading').getBoundingClientRect().toJSON()")
+    bar = page.evaluate("document.querySelector('.player-bar').getBoundingClientRect().top")
+    assert 0 <= box["top"] and box["bottom"] <= bar
+    assert page.evaluate("scrolls") == 1, "one jump, not a smooth scroll of many steps"
+    context.close()
+
+
 def test_announcements_are_polite_and_only_at_a_section_change(browser, http, timings):
     page = open_player(browser, http)
     regions = page.evaluate("[...document.querySelectorAll('[aria-live], [role=alert], [role=status]')]"
@@ -372,3 +389,12 @@ def test_without_javascript_the_browsers_player_and_the_transcript_remain(browse
     assert transcript.is_visible()
     assert (folder / transcript.get_attribute("href")).read_text("utf-8").startswith("Drinking enough water")
     context.close()
+
+
+def test_a_page_without_narration_has_no_player(tmp_path):
+    result = run_publish("build", str(ARTICLE), "--format", "html", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / ARTICLE.stem
+    page = (folder / f"{ARTICLE.stem}.html").read_text("utf-8")
+    assert "timings.js" not in page and "player.js" not in page and 'class="player"' not in page
+    assert not (folder / "player.js").exists()

@@ -142,15 +142,19 @@
       sectionText.textContent = chapters[index].title;
     }
 
+    // Written only when it changes: update() runs at every frame while playing.
+    function setText(element, text) { if (element.textContent !== text) { element.textContent = text; } }
+
     function update() {
       var now = audio.currentTime, total = duration();
-      elapsedText.textContent = clock(now);
-      totalText.textContent = clock(total);
+      setText(elapsedText, clock(now));
+      setText(totalText, clock(total));
       if (!sliding) {
         slider.max = String(total || 1);
         slider.value = String(now);
       }
-      slider.setAttribute("aria-valuetext", timeText.textContent.replace(/\s+/g, " ").trim());
+      var spoken = timeText.textContent.replace(/\s+/g, " ").trim();      // "1:05 of 4:23", in the page's words
+      if (slider.getAttribute("aria-valuetext") !== spoken) { slider.setAttribute("aria-valuetext", spoken); }
       var index = lastStarted(utterances, now);
       highlight(started || now > 0 ? (index >= 0 ? elements[index] : null) : null);
       showChapter(Math.max(0, lastStarted(chapters, now)));
