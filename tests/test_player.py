@@ -82,6 +82,8 @@ def test_the_player_replaces_the_browsers_control_and_its_buttons_work(browser, 
     duration = page.evaluate(f"{AUDIO}.duration")
     assert abs(duration - timings["duration_ms"] / 1000) < 0.5
     assert page.inner_text(".player-total") == clock(duration)
+    size = "parseFloat(getComputedStyle(document.querySelector('{}')).fontSize)"
+    assert page.evaluate(size.format(".player-time")) >= page.evaluate(size.format("main p[id]")) >= 24
     play = page.locator("[data-command=play]")
     assert play.inner_text().strip() == "Play"
 
@@ -389,6 +391,31 @@ def test_without_javascript_the_browsers_player_and_the_transcript_remain(browse
     assert transcript.is_visible()
     assert (folder / transcript.get_attribute("href")).read_text("utf-8").startswith("Drinking enough water")
     context.close()
+
+
+def test_without_the_timings_the_page_keeps_the_browsers_player_and_seeks_by_the_captions(browser, folder, timings,
+                                                                                           tmp_path):
+    """A narration published by a build older than the timings: nothing breaks, "Listen from here" still
+    works over HTTP, by the caption track."""
+    import shutil
+    copy = tmp_path / "page"
+    shutil.copytree(folder, copy)
+    (copy / f"{ARTICLE.stem}.timings.js").unlink()
+    with web_server(copy) as address:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(address + f"{ARTICLE.stem}.html")
+        page.wait_for_function(f"{AUDIO}.readyState >= 1 && document.querySelector('#narration track').track.cues"
+                               " && document.querySelector('#narration track').track.cues.length > 5", timeout=20000)
+        assert page.is_visible("#narration audio") and not page.is_visible(".player")
+        page.evaluate(f"{AUDIO}.muted = true")
+        page.click("a[data-cue='easy-ways-to-drink-more']")
+        start = next(u["start_ms"] for u in timings["utterances"] if u["target"] == "easy-ways-to-drink-more") / 1000
+        assert abs(current_time(page) - start) < 0.3
+        assert errors == []
+        context.close()
 
 
 def test_a_page_without_narration_has_no_player(tmp_path):

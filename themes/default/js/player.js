@@ -29,10 +29,12 @@
     set: function (key, value) { try { window.localStorage.setItem(key, value); } catch (e) { /* private mode */ } }
   };
 
-  // The timings as the audio stage writes them: version 1, chapters and utterances in time order.
-  function usable(timings) {
-    return timings && timings.version === 1 && Array.isArray(timings.utterances) &&
-      Array.isArray(timings.chapters) && timings.utterances.length > 0;
+  // The timings as the audio stage writes them (version 1, chapters and utterances), and for the very file
+  // the page plays: the MP3 and the M4B do not start their sound at quite the same instant.
+  function usable(timings, audio) {
+    return Boolean(timings && timings.version === 1 && Array.isArray(timings.utterances) &&
+      Array.isArray(timings.chapters) && timings.utterances.length > 0 && timings.chapters.length > 0 &&
+      timings.audio === audio.getAttribute("src"));
   }
 
   // The index of the last item of *list* (sorted by start) that has started at *seconds*, or -1.
@@ -97,7 +99,7 @@
     var ui = section.querySelector(".player");
     var main = document.querySelector("main");
     var timings = window.narrationTimings;
-    if (!ui || !main || !usable(timings)) { captionsOnly(audio); return; }
+    if (!ui || !main || !usable(timings, audio)) { captionsOnly(audio); return; }
 
     var utterances = timings.utterances.slice().sort(function (a, b) { return a.start_ms - b.start_ms; });
     var chapters = timings.chapters.slice().sort(function (a, b) { return a.start_ms - b.start_ms; });
