@@ -206,7 +206,8 @@
       window.addEventListener(type, readerScrolled, { passive: true });
     });
     document.addEventListener("keydown", function (event) {
-      if (/^(PageUp|PageDown|ArrowUp|ArrowDown|Home|End| )$/.test(event.key) && !ui.contains(event.target)) {
+      if (/^(PageUp|PageDown|ArrowUp|ArrowDown|Home|End| )$/.test(event.key) && !ui.contains(event.target) &&
+          !event.target.closest("button, input, select, textarea, summary")) {     // there the keys do not scroll
         readerScrolled();
       }
     });
@@ -220,6 +221,14 @@
       dock.style.minHeight = floating ? dock.getBoundingClientRect().height + "px" : "";
       ui.classList.toggle("is-floating", floating);
       document.documentElement.style.setProperty("--player-bar-height", floating ? barHeight() + "px" : "0px");
+    }
+    // the page ends below the floating bar, whatever its height (the text size may change meanwhile)
+    if ("ResizeObserver" in window) {
+      new ResizeObserver(function () {
+        if (ui.classList.contains("is-floating")) {
+          document.documentElement.style.setProperty("--player-bar-height", barHeight() + "px");
+        }
+      }).observe(bar);
     }
     var dockOut = false;
     if ("IntersectionObserver" in window) {
