@@ -363,6 +363,7 @@ def test_axe_finds_no_violation_mid_playback(browser, http, theme, width, tmp_pa
     page = open_player(browser, http, width=width, theme=theme)
     page.click("[id='signs-you-need-more-p1-s1']")         # playing, a sentence highlighted
     page.wait_for_function(f"!{AUDIO}.paused && document.querySelector('.now-reading')")
+    page.evaluate("document.querySelector('.player-keys').open = true")     # the shortcuts' list too
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", TAGS)
     violations = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]]
