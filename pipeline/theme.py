@@ -19,15 +19,18 @@ from .yamlfile import LDict, read_yaml
 
 HEX_COLOUR = Text(pattern=r"#[0-9a-fA-F]{6}", description="a colour written #rrggbb",
                   pattern_hint="write the colour as # and six hex digits, for example #1b1b1b")
-COLOUR_ROLES = ("text", "background", "muted", "link", "accent", "border", "focus", "box")
+COLOUR_ROLES = ("text", "background", "muted", "link", "accent", "border", "focus", "box", "highlight")
 PALETTES = ("light", "dark", "contrast")
 
 # (foreground, background, minimum ratio): text 7:1 (WCAG 1.4.6 AAA);
 # borders and focus rings are non-text UI, 4.5:1 here, above the 3:1 of 1.4.11.
+# `highlight` is the ground of the sentence the narration is reading on the large-print page: its text,
+# links and headings (accent) keep 7:1 on it, and a link focused inside it keeps a visible ring.
 CONTRAST_PAIRS = (
     ("text", "background", 7.0), ("muted", "background", 7.0), ("link", "background", 7.0),
     ("accent", "background", 7.0), ("text", "box", 7.0), ("link", "box", 7.0), ("accent", "box", 7.0),
     ("border", "background", 4.5), ("focus", "background", 4.5),
+    ("text", "highlight", 7.0), ("link", "highlight", 7.0), ("accent", "highlight", 7.0), ("focus", "highlight", 4.5),
 )
 
 

@@ -34,6 +34,17 @@ def test_a_colour_pair_below_the_contrast_minimum_is_named_with_its_ratio(tmp_pa
     assert "how to fix:" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_highlight_too_close_to_the_text_is_refused(tmp_path):
+    """The spoken sentence's ground on the large-print page: its text must keep 7:1 on it."""
+    project, settings = project_with_theme(tmp_path, lambda t: t.replace('highlight: "#3d3300"', 'highlight: "#707070"'))
+    result = check(project)
+    assert result.returncode == 1
+    line = line_of(settings.read_text(), 'text: "#f2f2f2"')
+    assert f"theme.yaml:{line}:11: error: colours.dark: `text` #f2f2f2 on `highlight` #707070" in result.stderr
+    assert "below the minimum of 7.0:1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_css_injection_in_a_colour_is_refused(tmp_path):
     project, settings = project_with_theme(
         tmp_path, lambda t: t.replace('background: "#ffffff"', 'background: "#fff; } body { display: none"', 1))

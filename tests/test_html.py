@@ -1,14 +1,12 @@
 """The large-print page, judged in a real browser: axe-core in headless Chromium, and measurements."""
 from __future__ import annotations
 
-import io
-import re
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
 
-from conftest import B12, ROOT, assert_in_order, require_tool, run_publish, seed_sentences
+from conftest import B12, ROOT, assert_in_order, require_tool, run_publish, seed_sentences, web_server
 
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 TAGS = ["wcag2a", "wcag2aa", "wcag2aaa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
@@ -245,37 +243,8 @@ def page_with_audio(build_b12) -> Path:
 @pytest.fixture
 def served(page_with_audio):
     """The output folder on a loopback web server: browsers load caption tracks over HTTP, not from file:// pages."""
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    class RangeHandler(SimpleHTTPRequestHandler):
-        """Answers byte-range requests, as real web servers do: a browser seeks in audio only with them."""
-
-        def log_message(self, *args):
-            pass
-
-        def send_head(self):
-            match = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
-            path = Path(self.translate_path(self.path))
-            if not match or not path.is_file():
-                return super().send_head()
-            data = path.read_bytes()
-            start = int(match.group(1))
-            end = int(match.group(2)) if match.group(2) else len(data) - 1
-            self.send_response(206)
-            self.send_header("Content-Type", self.guess_type(str(path)))
-            self.send_header("Accept-Ranges", "bytes")
-            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-            self.send_header("Content-Length", str(end - start + 1))
-            self.end_headers()
-            return io.BytesIO(data[start:end + 1])
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(RangeHandler, directory=str(page_with_audio.parent)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/{page_with_audio.name}"
-    server.shutdown()
-    server.server_close()
+    with web_server(page_with_audio.parent) as address:
+        yield address + page_with_audio.name
 
 
 def test_with_the_narration_the_page_has_a_player_and_listen_from_here_links(browser, served):

@@ -1,8 +1,14 @@
 """The large-print web page: document model + theme → Jinja2 → <slug>.html with its assets beside it.
 
-The page's stylesheet, script and fonts are written next to it (no request
+The page's stylesheet, scripts and fonts are written next to it (no request
 to any other origin); the palettes are written into the page from the
 theme's validated, contrast-checked settings.
+
+With a narration, the page also loads `<slug>.timings.js`, which the audio
+stage writes beside it (when each sentence is heard), and `player.js`, the
+large-print player that reads along with it. The timings travel as a script,
+not as JSON, because a browser runs a script from the page's own folder even
+when the page is opened as a file, but refuses to fetch JSON there.
 """
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ class HtmlStage:
         pass                                # Jinja2 only, which the theme has loaded
 
     def outputs(self, article: Article) -> list[str]:
-        return [f"{article.slug}.html", "large-print.css", "reader.js", *FONTS]
+        return [f"{article.slug}.html", "large-print.css", "reader.js", "player.js", *FONTS]
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
         # the page links the narration only when there is one, and plays the MP3 if the theme makes one
@@ -46,7 +52,7 @@ class HtmlStage:
                              *((theme.file(f"fonts/{font}"), font) for font in FONTS)]:
             shutil.copyfile(source, workdir / name)
             written.append(workdir / name)
-        assets = {"css": "large-print.css", "js": "reader.js", "logo": ""}
+        assets = {"css": "large-print.css", "js": "reader.js", "player": "player.js", "logo": ""}
         if theme.logo:
             logo = f"logo{theme.logo.path.suffix.lower()}"
             shutil.copyfile(theme.logo.path, workdir / logo)
@@ -56,7 +62,11 @@ class HtmlStage:
         if ctx.has("audio"):
             file = player(article, theme)
             audio = {"file": file, "kind": "MP3" if file.endswith(".mp3") else "M4B audiobook",
-                     "vtt": f"{article.slug}.vtt", "transcript": f"{article.slug}.transcript.txt"}
+                     "vtt": f"{article.slug}.vtt", "transcript": f"{article.slug}.transcript.txt",
+                     # written by the audio stage, not copied here: the page only refers to it
+                     "timings": f"{article.slug}.timings.js"}
+            shutil.copyfile(theme.file("js/player.js"), workdir / "player.js")
+            written.append(workdir / "player.js")
         opts = {"epub": False, "sentence_ids": True, "print_urls": False, "listen": audio is not None,
                 "image_url": lambda image: image.path.name}
         page = theme.render("html", "page.html", article=article, theme=theme, opts=opts, assets=assets,

@@ -1,6 +1,7 @@
 // Reader controls for the large-print page: text size, colours and line
 // spacing, remembered in localStorage. The page is complete without this
 // script: the controls stay hidden and the browser's own settings apply.
+// The narration's player, and "Listen from here", are player.js.
 (function () {
   "use strict";
   var root = document.documentElement;
@@ -45,22 +46,5 @@
         select.addEventListener("change", function () { applySetting(name, select.value); });
       });
     }
-
-    // "Listen from here": start the narration at the caption cue that has the section's id.
-    var audio = document.querySelector("#narration audio");
-    if (!audio) { return; }
-    var track = audio.querySelector("track");
-    if (track && track.track) { track.track.mode = "hidden"; }   // load the cues without covering the page
-    document.querySelectorAll("a[data-cue]").forEach(function (link) {
-      link.addEventListener("click", function (event) {
-        var cues = track && track.track && track.track.cues;
-        var cue = cues && cues.getCueById(link.getAttribute("data-cue"));
-        if (!cue) { return; }              // fall back to the link: go to the player
-        event.preventDefault();
-        audio.currentTime = cue.startTime;
-        audio.play();
-        audio.focus();
-      });
-    });
   });
 }());
