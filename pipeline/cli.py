@@ -311,7 +311,7 @@ NEW_ARTICLE_TEMPLATE = "templates/new-article.yaml"
 
 def new_article(slug: str, theme_dir: Path, folder: Path) -> int:
     """Write folder/<slug>.yaml from the theme's commented template (never over an existing file)."""
-    from .build import write_atomic
+    from .files import write_atomic
     if not SLUG.fullmatch(slug):
         raise UsageError(f"`{slug}` cannot name an article: use lowercase letters, digits and dashes, e.g. knee-pain "
                          "(it becomes the output folder and file names)")
@@ -412,7 +412,7 @@ def _merge(args: argparse.Namespace, root: Path) -> int:
     # made from the manifests alone, so it equals the catalogue of a build on one machine.
     from .theme import load_theme
     try:
-        catalogue.write_catalogue(out, load_theme(root / "themes" / args.theme))
+        catalogue.write_catalogue(out, load_theme(root / "themes" / args.theme), source_date_epoch())
     except PublishError as exc:
         print(exc.format(), file=sys.stderr)
         return exc.exit_code
