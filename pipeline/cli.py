@@ -263,7 +263,8 @@ def run(args: argparse.Namespace) -> int:
         from .serve import serve
         return serve(sources, theme_dir, formats, _out_root(args, root), _cache_dir(args, root),
                      host=args.host, port=args.port, paper=args.paper,
-                     discover=None if args.sources else root / "source")
+                     discover=None if args.sources else root / "source",
+                     audio_formats=args.audio_formats, voice_engine=args.voice_engine)
 
     keys, out_root, cache_dir = {}, Path(), Path()
     if args.command == "build":
