@@ -167,7 +167,7 @@ def run_build(request: Request) -> list[dict]:
         tell(request.sources, request.formats, [], unreadable, problems, started)
         return told
     for formats in phases(request.formats):
-        if _SUPERSEDED is not None and _SUPERSEDED.is_set():
+        if _SUPERSEDED is not None and _SUPERSEDED.value:
             tell([source for source, _ in articles], (), [], [], [], started, superseded=True)
             break
         jobs = [Job(article, theme, list(formats), source) for source, article in articles]
@@ -194,27 +194,30 @@ class Builder:
 
     def __init__(self, formats: tuple[str, ...]):
         self.formats = formats
+        self.busy = False
         self.pool, self.reports = self._start()
 
     def _start(self):
         # spawned, not forked: the server process runs threads (the file watcher), which a fork would copy mid-step
         context = multiprocessing.get_context("spawn")
         reports, sender = context.Pipe(duplex=False)
-        self.superseded = context.Event()
+        # a byte of shared memory: an Event's semaphores would be reported as leaked when the server stops
+        self.superseded = context.RawValue("b", 0)
         pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_builder_start,
                                    initargs=(self.formats, sender, self.superseded))
         return pool, reports
 
     def supersede(self) -> None:
         """A save came: a build under way stops after the group it is building."""
-        self.superseded.set()
+        self.superseded.value = 1
 
     async def run(self, request: Request, report) -> bool:
         """Build, and call report(request, outcome) for each group of formats as soon as it is published.
         Returns whether the build stopped for a newer save before its last group."""
         loop = asyncio.get_running_loop()
         reports, told, superseded = self.reports, 0, False
-        self.superseded.clear()             # the save being built now is in the request
+        self.busy = True
+        self.superseded.value = 0           # the save being built now is in the request
 
         def read() -> None:
             nonlocal told
@@ -247,12 +250,17 @@ class Builder:
                              "problems": [["", "read", "publish serve: the builder process ended unexpectedly; "
                                                         "save again to rebuild"]]})
         finally:
+            self.busy = False
             if not reports.closed:
                 loop.remove_reader(reports.fileno())
         return superseded
 
     def stop(self) -> None:
+        """End the builder: an idle one as a process ends normally (it removes the semaphores its builds made
+        for their workers, which would otherwise be reported as leaked), a busy one at once."""
         from .build import stop_workers
+        if not self.busy:
+            self.pool.shutdown(wait=True)
         stop_workers({"builder": self.pool})
 
 
