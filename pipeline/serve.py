@@ -133,9 +133,9 @@ def run_build(request: Request) -> list[dict]:
     that could not be read (told with the first group; their other formats are not tried), and every
     problem as `publish build` prints it, with what it is about: [source, stage or "read", text] (the
     source is "" for the theme and the output folder). When a save came meanwhile, it stops between two
-    groups and says so ("superseded"): the server builds them all again, with the new save.
+    groups, or ends a group that reloads no page at once (`stoppable`), and says so ("superseded"): the
+    server builds them all again, with the new save.
     """
-    from .build import Job, build
     from .source import load_article
     from .theme import load_theme
     told: list[dict] = []
@@ -167,25 +167,70 @@ def run_build(request: Request) -> list[dict]:
         tell(request.sources, request.formats, [], unreadable, problems, started)
         return told
     for formats in phases(request.formats):
-        if _SUPERSEDED is not None and _SUPERSEDED.value:
+        group = (build_group, request, theme, articles, formats)
+        built = None
+        if not (_SUPERSEDED is not None and _SUPERSEDED.value):
+            built = stoppable(*group) if _SUPERSEDED is not None and not reloads(formats, request.formats) \
+                else build_group(*group[1:])
+        if built is None:
             tell([source for source, _ in articles], (), [], [], [], started, superseded=True)
             break
-        jobs = [Job(article, theme, list(formats), source) for source, article in articles]
-        try:
-            build(jobs, Path(request.out_root), Path(request.cache_dir), lock_per_stage=True)
-        except PublishError as exc:
-            problems.append(["", "read", exc.format()])
-        for job in jobs:
-            for name, result in job.stages.items():
-                if result.error:
-                    problems.append([job.source_label, name, f"{job.source_label}: the {name} stage failed:\n"
-                                                             f"{result.error.format()}"])
-            if job.error:
-                problems.append([job.source_label, "read", job.error.format()])
-        published = [job.slug for job in jobs if job.ok and any(r.status == "built" for r in job.stages.values())]
-        tell([*unreadable, *(source for source, _ in articles)], formats, published, unreadable, problems, started)
+        published, more = built
+        tell([*unreadable, *(source for source, _ in articles)], formats, published, unreadable, problems + more,
+             started)
         problems, unreadable, started = [], [], time.perf_counter()
     return told
+
+
+def build_group(request: Request, theme, articles: list, formats: tuple[str, ...]) -> tuple[list[str], list]:
+    """Build one group of formats of the articles: the slugs published, and the problems."""
+    from .build import Job, build
+    problems: list[list[str]] = []
+    jobs = [Job(article, theme, list(formats), source) for source, article in articles]
+    try:
+        build(jobs, Path(request.out_root), Path(request.cache_dir), lock_per_stage=True)
+    except PublishError as exc:
+        problems.append(["", "read", exc.format()])
+    for job in jobs:
+        for name, result in job.stages.items():
+            if result.error:
+                problems.append([job.source_label, name, f"{job.source_label}: the {name} stage failed:\n"
+                                                         f"{result.error.format()}"])
+        if job.error:
+            problems.append([job.source_label, "read", job.error.format()])
+    return [job.slug for job in jobs if job.ok and any(r.status == "built" for r in job.stages.values())], problems
+
+
+def stoppable(build_group, *args) -> tuple[list[str], list] | None:
+    """build_group(*args) in a process forked for it, ended at once when a save comes (then None).
+
+    Ending it is ending a build anywhere, which the build is made to survive (its tests kill it at random
+    points): the article's folder is wholly the old one or wholly the new one, the locks go with the
+    process, and its staging folder is removed by the next build of the article. The page and the PDF are
+    never built so: a save that comes while they build waits for them, a fraction of a second.
+    """
+    context = multiprocessing.get_context("fork")      # the builder runs no thread; the child inherits it warm
+    receiver, sender = context.Pipe(duplex=False)
+
+    def child() -> None:
+        from .build import _worker_start
+        _worker_start()                                 # and it ends with the builder
+        sender.send(build_group(*args))
+
+    process = context.Process(target=child)
+    process.start()
+    sender.close()
+    try:
+        while not receiver.poll(0.02):
+            if _SUPERSEDED.value:
+                process.kill()
+                return None
+            if not process.is_alive() and not receiver.poll():
+                return [], [["", "read", "publish serve: a build process ended unexpectedly; save again to rebuild"]]
+        return receiver.recv()
+    finally:
+        process.join()
+        receiver.close()
 
 
 class Builder:

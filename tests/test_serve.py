@@ -273,28 +273,34 @@ def test_the_narration_builds_beside_the_documents_and_nothing_published_is_lost
         assert (tmp_path / "fresh" / "notes" / name).read_bytes() == (folder / name).read_bytes(), name
 
 
-def test_a_save_during_a_build_is_built_and_the_interrupted_build_is_finished(project):
+@pytest.mark.parametrize("formats", ["html,pdf,epub", "html,pdf-large"])
+def test_a_save_during_a_build_is_built_and_the_interrupted_build_is_finished(project, formats):
     """Article a is saved, then b while a's documents are still being built: a's build stops after the
-    output it is making, and a's remaining outputs are still built, with a's edit."""
+    output it is making (or, for an output no open page shows, such as the large-print PDF, at once), and
+    a's remaining outputs are still built, with a's edit."""
+    from test_pdf import poppler
     made = run_publish("new", "other", "--dir", str(project / "source"))
     assert made.returncode == 0, made.stderr
     notes, other = project / "source" / "notes.yaml", project / "source" / "other.yaml"
-    served = Served(project, "--format", "html,pdf,epub", sources=("source/notes.yaml", "source/other.yaml"))
+    served = Served(project, "--format", formats, sources=("source/notes.yaml", "source/other.yaml"))
     try:
         events = served.events()
         _edit(notes, "title: Title of the handout", "title: Caring for your knees")
         served.wait_for(lambda: _reloaded(events, "html"), "the page's reload")
-        _edit(other, "title: Title of the handout", "title: Caring for your hips")     # a's PDF or EPUB is under way
+        _edit(other, "title: Title of the handout", "title: Caring for your hips")     # a's documents under way
         served.wait_for(lambda: _reloaded(events, "html", 2), "the second page's reload")
         folder = project / "output" / "notes"
 
-        def epub_has_the_edit() -> bool:
+        def has_the_edit() -> bool:
+            if formats.endswith("pdf-large"):
+                return "Caring for your knees" in poppler("pdftotext", folder / "notes.large-print.pdf", "-")
             with zipfile.ZipFile(folder / "notes.epub") as book:
                 return any("Caring for your knees" in book.read(name).decode("utf-8", "replace")
                            for name in book.namelist() if name.endswith(".xhtml"))
-        served.wait_for(epub_has_the_edit, "a's EPUB with a's edit")
+        served.wait_for(has_the_edit, "a's last output with a's edit")
         assert "Caring for your hips" in served.get("/other/other.html")[1]
-        assert manifest_matches(folder) and manifest_matches(project / "output" / "other")
+        served.wait_for(lambda: manifest_matches(folder) and manifest_matches(project / "output" / "other")
+                        and not list((project / "output").glob(".*.staging-*")), "the folders settled")
     finally:
         assert served.stop() == 0, served.stderr()
     assert "Traceback" not in served.stderr() and "leaked" not in served.stderr(), served.stderr()
