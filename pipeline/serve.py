@@ -220,12 +220,17 @@ def stoppable(build_group, *args) -> tuple[list[str], list] | None:
     process, and its staging folder is removed by the next build of the article. The page and the PDF are
     never built so: a save that comes while they build waits for them, a fraction of a second.
     """
+    import shutil
+    import tempfile
     context = multiprocessing.get_context("fork")      # the builder runs no thread; the child inherits it warm
     receiver, sender = context.Pipe(duplex=False)
+    # Its libraries' temporary files (WeasyPrint's fonts) go in a folder removed however it ends.
+    scratch = tempfile.mkdtemp(prefix="publish-serve-")
 
     def child() -> None:
         from .build import _worker_start
         _worker_start()                                 # and it ends with the builder
+        tempfile.tempdir = scratch
         sender.send(build_group(*args))
 
     process = context.Process(target=child)
@@ -242,6 +247,7 @@ def stoppable(build_group, *args) -> tuple[list[str], list] | None:
     finally:
         process.join()
         receiver.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class Builder:

@@ -28,7 +28,9 @@ class Served:
 
     def __init__(self, project: Path, *extra: str, sources: tuple[str, ...] = ("source/notes.yaml",)):
         self.log_out, self.log_err = project / "serve.out", project / "serve.err"
-        env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH, "PYTHONPATH": str(ROOT)}
+        self.scratch = project / "scratch"              # its temporary files, to see that none is left
+        self.scratch.mkdir(exist_ok=True)
+        env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH, "PYTHONPATH": str(ROOT), "TMPDIR": str(self.scratch)}
         with self.log_out.open("wb") as out, self.log_err.open("wb") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "pipeline", "serve", *sources, "--port", "0",
@@ -304,6 +306,7 @@ def test_a_save_during_a_build_is_built_and_the_interrupted_build_is_finished(pr
     finally:
         assert served.stop() == 0, served.stderr()
     assert "Traceback" not in served.stderr() and "leaked" not in served.stderr(), served.stderr()
+    assert not list(served.scratch.iterdir()), "temporary files were left (WeasyPrint's fonts?)"
 
 
 def test_voice_engine_reaches_the_narration_and_its_failure_leaves_the_page_served(project):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -140,6 +141,24 @@ def load_weasyprint():
 # that lays out several handouts, or the same one after each save (`publish serve`), parses them once.
 # 11 % of the handout's processor time (measured on the B12 article); the PDF is the same, byte for byte.
 _PARSED: dict[tuple[str, str], tuple] = {}
+_CLEARED_AT_EXIT: set[int] = set()          # the processes that will let them go when they end
+
+
+def _clear_at_exit() -> None:
+    """Let the parsed stylesheets go when this process ends, whichever way it ends normally: a
+    FontConfiguration removes its temporary font folder when collected. (multiprocessing's finalizers run in
+    the main process as it exits and in each worker, which ends without the interpreter's own clean-up; and
+    they run while WeasyPrint is still whole, which a FontConfiguration collected later cannot count on.)"""
+    if os.getpid() not in _CLEARED_AT_EXIT:
+        from multiprocessing.util import Finalize
+        Finalize(None, _forget_parsed, exitpriority=0)
+        _CLEARED_AT_EXIT.add(os.getpid())
+
+
+def _forget_parsed() -> None:
+    import gc
+    _PARSED.clear()
+    gc.collect()                 # a stylesheet and its fonts may be held in a cycle: a worker ends without this
 
 
 def parsed_stylesheet(theme: Theme, relative: str, fetcher):
@@ -153,6 +172,7 @@ def parsed_stylesheet(theme: Theme, relative: str, fetcher):
     if key not in _PARSED:
         for stale in [k for k in _PARSED if k[0] == key[0]]:       # the theme has changed since
             del _PARSED[stale]
+        _clear_at_exit()
         fonts = FontConfiguration()
         _PARSED[key] = (CSS(filename=str(path), url_fetcher=fetcher, font_config=fonts), fonts)
     return _PARSED[key]
