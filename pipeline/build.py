@@ -28,7 +28,10 @@
 * One build of an article at a time: a lock file beside its folder
   (``.<slug>.lock``, kept in place so that every build locks the same
   file); a second build waits for the first, as long as it takes unless
-  ``--wait`` says otherwise.
+  ``--wait`` says otherwise. The live preview locks each stage instead
+  (``.<slug>.<stage>.lock``), so that the narration of an article builds
+  while its documents do; the article's lock is then held only while its
+  folder is put together and swapped, from the manifest as it is then.
 """
 from __future__ import annotations
 
@@ -108,10 +111,11 @@ class Job:
     error: PublishError | None = None
     ctx: BuildContext | None = None
     staging: Path | None = None
-    lock: FileLock | None = None
+    locks: list[FileLock] = field(default_factory=list)
     previous: dict = field(default_factory=dict)
     theme_prints: dict[str, str] = field(default_factory=dict)     # stage → the hash of the theme files it reads
     products: dict[str, dict[str, Path]] = field(default_factory=dict)   # stage with needs → the files it uses
+    lock_per_stage: bool = False     # the stages' locks are held; the article's is taken only to publish
 
     @property
     def slug(self) -> str:
@@ -226,28 +230,38 @@ def article_lock(out_root: Path, slug: str) -> FileLock:
     return FileLock(str(out_root / f".{slug}.lock"))
 
 
+def stage_lock(out_root: Path, slug: str, stage: str) -> FileLock:
+    """The lock of one stage of an article (see the module's docstring); its file stays too."""
+    from filelock import FileLock
+    return FileLock(str(out_root / f".{slug}.{stage}.lock"))
+
+
 def _lock(job: Job, out_root: Path, wait: float | None, progress) -> None:
-    """Take the article's lock, waiting for another build of it (for ever, or *wait* seconds) if one holds it."""
+    """Take the article's lock, or each of its stages' locks (in one order), waiting for another build of
+    them (for ever, or *wait* seconds) if one holds them."""
     from filelock import Timeout
-    lock = article_lock(out_root, job.slug)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        progress.waiting(job)
+    locks = ([stage_lock(out_root, job.slug, name) for name in sorted(job.formats)] if job.lock_per_stage
+             else [article_lock(out_root, job.slug)])
+    for lock in locks:
         try:
-            lock.acquire(timeout=-1 if wait is None else wait)
+            lock.acquire(timeout=0)
         except Timeout:
-            raise LockWaitExpired(Problem(
-                job.source_label, 0, 0, f"another build of this article was still running after {wait:g} s (--wait)",
-                "build again once it has finished, or wait longer (without --wait a build waits as long as it takes)"
-            )) from None
-    job.lock = lock
+            progress.waiting(job)
+            try:
+                lock.acquire(timeout=-1 if wait is None else wait)
+            except Timeout:
+                raise LockWaitExpired(Problem(
+                    job.source_label, 0, 0, f"another build of this article was still running after {wait:g} s (--wait)",
+                    "build again once it has finished, or wait longer (without --wait a build waits as long as it takes)"
+                )) from None
+        job.locks.append(lock)
 
 
 def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int | None, theme_hashes: dict[Path, str]) -> None:
     job.folder = out_root / job.slug
-    for stale in out_root.glob(f".{job.slug}.staging-*"):      # left by a killed build (we hold the lock)
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in out_root.glob(f".{job.slug}.staging-*"):      # left by a killed build
+        if not _writer_alive(stale.name.removeprefix(f".{job.slug}.staging-")):
+            shutil.rmtree(stale, ignore_errors=True)
     job.previous = read_manifest(job.folder)
     published = tuple(sorted({o.get("format") for o in job.previous.get("outputs", [])} - {None}))
     for dependent, needs in stages.NEEDS.items():
@@ -273,7 +287,22 @@ def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int | None
         if cached is not None:
             result.status, result.paths = "cached", cached
     if any(r.status == "pending" for r in job.stages.values()):
-        job.staging = Path(tempfile.mkdtemp(dir=out_root, prefix=f".{job.slug}.staging-"))
+        job.staging = Path(tempfile.mkdtemp(dir=out_root, prefix=f".{job.slug}.staging-{os.getpid()}-"))
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the build that made a staging folder (named `<pid>-…`) still runs: with stage locks, another
+    build of the same article may be rendering into its own. Folders named otherwise are old: not alive."""
+    pid = name.split("-", 1)[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False                   # this process's own leftovers are not in use (one build at a time)
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True                    # alive, and someone else's
+    return True
 
 
 def _waiting(job: Job, name: str) -> bool:
@@ -367,8 +396,8 @@ def _finish(job: Job) -> None:
             if not job.staging.exists():
                 break
             time.sleep(0.1)
-    if job.lock:
-        job.lock.release()             # the lock file stays (see article_lock)
+    for lock in reversed(job.locks):
+        lock.release()                 # the lock file stays (see article_lock)
 
 
 def start_workers(formats: list[str], articles: int, workers: int | None = None) -> dict[str, ProcessPoolExecutor]:
@@ -408,12 +437,14 @@ def stop_workers(pools: dict[str, ProcessPoolExecutor]) -> None:
 
 
 def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, workers: int | None = None,
-          progress=None, pools: dict[str, ProcessPoolExecutor] | None = None, lock_wait: float | None = None) -> list[Job]:
+          progress=None, pools: dict[str, ProcessPoolExecutor] | None = None, lock_wait: float | None = None,
+          lock_per_stage: bool = False) -> list[Job]:
     """Build every job; errors are recorded on the jobs (job.error, stage.error), not raised, except those
     that stop every job (an unusable output or cache folder: an EnvironmentProblem).
 
     *pools* are workers from `start_workers`; the build owns them and ends them. Another build of an
-    article is waited for, as long as it takes or *lock_wait* seconds.
+    article is waited for, as long as it takes or *lock_wait* seconds. *lock_per_stage*: lock the
+    articles' stages rather than the articles (the live preview; see the module's docstring).
     """
     progress = progress or Quiet()
     workers = max(1, workers or os.cpu_count() or 1)
@@ -433,6 +464,7 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
                                                  f"builds into {job.slug}/", "rename one of the two files"))
                 continue
             seen[job.slug] = job
+            job.lock_per_stage = lock_per_stage
             try:
                 _lock(job, out_root, lock_wait, progress)
             except PublishError as exc:
@@ -600,11 +632,25 @@ def _run_pool(pools, tasks, ready, progress) -> None:
 
 def _close_article(job: Job, progress) -> None:
     try:
-        if job.ok and any(r.status == "built" for r in job.stages.values()):
-            _publish(job)
-        elif job.ok and not (job.folder / "manifest.json").is_file():
-            job.folder.mkdir(exist_ok=True)
-            write_atomic(job.folder / "manifest.json", manifest_bytes(job.source_label, [], {}, article_facts(job.article)))
+        with _publishing(job):
+            if job.ok and any(r.status == "built" for r in job.stages.values()):
+                _publish(job)
+            elif job.ok and not (job.folder / "manifest.json").is_file():
+                job.folder.mkdir(exist_ok=True)
+                write_atomic(job.folder / "manifest.json", manifest_bytes(job.source_label, [], {}, article_facts(job.article)))
     except OSError as exc:
         job.error = cannot_use(job.folder, "cannot publish the outputs", exc, OUT_FIX)
     progress.article_finished(job)
+
+
+@contextlib.contextmanager
+def _publishing(job: Job):
+    """With stage locks, hold the article's lock while its folder is put together, from the manifest as it
+    is now: another stage of the article may have been published since this build began."""
+    if not job.lock_per_stage:
+        yield                          # the article's lock is held for the whole build
+        return
+    lock = article_lock(job.folder.parent, job.slug)
+    with lock:
+        job.previous = read_manifest(job.folder)
+        yield

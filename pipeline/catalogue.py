@@ -187,7 +187,7 @@ class Entry:
 
 def read_entries(output_root: Path) -> list[Entry]:
     """Every published article, from its manifest, in the order of their titles."""
-    from .build import read_manifest
+    from .files import read_manifest
     entries = []
     for folder in sorted(p for p in output_root.iterdir() if not p.name.startswith(".") and p.is_dir()):
         manifest = read_manifest(folder)
@@ -241,14 +241,32 @@ def write_catalogue(output_root: Path, theme: Theme, epoch: int | None = None) -
     """Write output/index.html, output/opds.xml and their assets from the manifests now in *output_root*.
 
     Called at the end of every build (and by whatever merges outputs built elsewhere). Files whose
-    content is unchanged are left alone; the others are replaced atomically.
+    content is unchanged are left alone; the others are replaced atomically. *epoch* is SOURCE_DATE_EPOCH
+    (None when it is not set): the feed's date, see `dates.catalogue_epoch`.
+
+    Builds running side by side (the live preview's documents and narration, or two builds of different
+    articles into one folder) each write the catalogue: a lock makes each read the manifests and write
+    the files in one go, so that the last one written lists every article as it is now.
     """
-    from .build import source_date_epoch, write_atomic
-    from .dates import DEFAULT_EPOCH
-    if epoch is None:       # an entry with no date of its own is dated like an article without one
-        epoch = source_date_epoch()
-        epoch = DEFAULT_EPOCH if epoch is None else epoch
+    from filelock import FileLock
+    lock = FileLock(str(output_root / ".catalogue.lock"))
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise cannot_use(output_root, "cannot write the catalogue", exc,
+                         "choose another output folder with --out DIR") from None
+    try:
+        return _write_catalogue(output_root, theme, epoch)
+    finally:
+        lock.release()
+
+
+def _write_catalogue(output_root: Path, theme: Theme, epoch: int | None) -> list[Path]:
+    from .dates import catalogue_epoch
+    from .files import write_atomic
     entries = read_entries(output_root)
+    if epoch is None:       # and an entry with no date of its own is dated so too
+        epoch = catalogue_epoch(e.facts.get(key) or "" for e in entries for key in ("date_reviewed", "date_published"))
     files = {INDEX: render_index(entries, theme).encode("utf-8"), FEED: render_feed(entries, theme, epoch)}
     for name, relative in SHARED_ASSETS.items():
         try:

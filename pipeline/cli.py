@@ -265,7 +265,8 @@ def run(args: argparse.Namespace) -> int:
         from .serve import serve
         return serve(sources, theme_dir, formats, _out_root(args, root), _cache_dir(args, root),
                      host=args.host, port=args.port, paper=args.paper,
-                     discover=None if args.sources else root / "source")
+                     discover=None if args.sources else root / "source",
+                     audio_formats=args.audio_formats, voice_engine=args.voice_engine)
 
     keys, out_root, cache_dir = {}, Path(), Path()
     if args.command == "build":
@@ -313,7 +314,7 @@ NEW_ARTICLE_TEMPLATE = "templates/new-article.yaml"
 
 def new_article(slug: str, theme_dir: Path, folder: Path) -> int:
     """Write folder/<slug>.yaml from the theme's commented template (never over an existing file)."""
-    from .build import write_atomic
+    from .files import write_atomic
     if not SLUG.fullmatch(slug):
         raise UsageError(f"`{slug}` cannot name an article: use lowercase letters, digits and dashes, e.g. knee-pain "
                          "(it becomes the output folder and file names)")
@@ -414,7 +415,7 @@ def _merge(args: argparse.Namespace, root: Path) -> int:
     # made from the manifests alone, so it equals the catalogue of a build on one machine.
     from .theme import load_theme
     try:
-        catalogue.write_catalogue(out, load_theme(root / "themes" / args.theme))
+        catalogue.write_catalogue(out, load_theme(root / "themes" / args.theme), source_date_epoch())
     except PublishError as exc:
         print(exc.format(), file=sys.stderr)
         return exc.exit_code

@@ -14,7 +14,7 @@ import datetime
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:        # the build imports this module before it knows whether anything needs building
     from .model import Article
@@ -32,6 +32,19 @@ def article_epoch(article: Article, source_date_epoch: int | None) -> int:
             return calendar.timegm(datetime.date.fromisoformat(iso).timetuple())    # midnight UTC that day
     committed = last_commit_time(article.source)
     return committed if committed is not None else DEFAULT_EPOCH
+
+
+def catalogue_epoch(article_dates: Iterable[str]) -> int:
+    """The instant the catalogue is dated when SOURCE_DATE_EPOCH is not set: the newest of its articles'
+    dates (reviewed or published, YYYY-MM-DD; empty ones skipped), else the fixed instant. It changes only
+    when an article's date does, and the same manifests give it on every machine."""
+    days = []
+    for day in article_dates:
+        try:
+            days.append(datetime.date.fromisoformat(day))
+        except (TypeError, ValueError):     # none, or a manifest edited by hand: the other dates still count
+            continue
+    return calendar.timegm(max(days).timetuple()) if days else DEFAULT_EPOCH
 
 
 def last_commit_time(path: Path) -> int | None:

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .build import read_manifest, sha256
+from .files import read_manifest, sha256
 from .errors import Problem, PublishError, display_path
 
 

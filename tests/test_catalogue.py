@@ -101,6 +101,28 @@ def test_the_catalogue_is_made_from_the_manifests_alone_and_is_deterministic(roo
         assert (merged / name).read_bytes() == (root / name).read_bytes(), name
 
 
+def test_without_source_date_epoch_the_feed_is_dated_by_its_newest_article(root, tmp_path):
+    """Not the clock: the newest review or publication date in the manifests, else the fixed date."""
+    theme = load_theme(ROOT / "themes" / "default")
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    for folder in (B12.stem, NEW):
+        shutil.copytree(root / folder, merged / folder)
+    catalogue.write_catalogue(merged, theme)
+    updated = lambda: etree.parse(str(merged / catalogue.FEED)).findtext("atom:updated", namespaces=NS)  # noqa: E731
+    assert updated() == "2000-01-01T00:00:00Z"                  # neither article is dated
+    for folder, dates in ((B12.stem, {"date_reviewed": "2025-06-01", "date_published": "2024-02-10"}),
+                          (NEW, {"date_published": "2025-09-15"})):
+        data = manifest(merged / folder)
+        data["article"].update(dates)
+        (merged / folder / "manifest.json").write_text(json.dumps(data), "utf-8")
+    catalogue.write_catalogue(merged, theme)
+    assert updated() == "2025-09-15T00:00:00Z"
+    first = (merged / catalogue.FEED).read_bytes()
+    catalogue.write_catalogue(merged, theme)
+    assert (merged / catalogue.FEED).read_bytes() == first
+
+
 def test_the_feed_is_a_valid_opds_acquisition_feed(root):
     schema = etree.RelaxNG(etree.parse(str(SCHEMA)))
     feed = etree.parse(str(root / catalogue.FEED))

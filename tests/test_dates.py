@@ -13,7 +13,7 @@ import pikepdf
 import pytest
 
 from conftest import ROOT, require_tool, run_publish
-from pipeline.dates import DEFAULT_EPOCH, article_epoch, last_commit_time
+from pipeline.dates import DEFAULT_EPOCH, article_epoch, catalogue_epoch, last_commit_time
 from pipeline.source import load_article
 
 FIXTURE = ROOT / "tests" / "fixtures" / "back-pain" / "staying-active-with-back-pain.yaml"
@@ -71,3 +71,9 @@ def test_an_article_with_a_review_date_is_dated_by_it_without_source_date_epoch(
     with zipfile.ZipFile(folder / f"{FIXTURE.stem}.epub") as book:
         assert {info.date_time for info in book.infolist()} == {(2026, 3, 16, 0, 0, 0)}
         assert b'<meta property="dcterms:modified">2026-03-16T00:00:00Z</meta>' in book.read("EPUB/content.opf")
+
+
+def test_the_catalogue_is_dated_by_its_newest_article_else_the_fixed_date():
+    assert catalogue_epoch(["2024-03-01", "", "2025-11-30", "2023-01-01"]) == 1764460800     # 2025-11-30
+    assert catalogue_epoch(["2024-03-01", "not a date", None]) == 1709251200                # 2024-03-01
+    assert catalogue_epoch([]) == catalogue_epoch(["", None]) == DEFAULT_EPOCH

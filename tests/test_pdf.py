@@ -18,7 +18,8 @@ import pikepdf
 import pytest
 from PIL import Image as Picture
 
-from conftest import B12, ROOT, assert_in_order, normalise, require_tool, run_publish, seed_sentences
+from conftest import B12, EPOCH, ROOT, assert_in_order, normalise, require_tool, run_publish, seed_sentences
+from pipeline.errors import display_path
 from pipeline.model import KeyPoints, ListBlock, Related, Section
 from pipeline.source import load_article
 
@@ -473,3 +474,38 @@ def test_the_fetcher_refuses_files_outside_the_article_and_theme_folders(tmp_pat
     assert f"source/{B12.name}: error: the PDF needs `{url}`, {says}" in result.stderr
     assert "how to fix:" in result.stderr and "Traceback" not in result.stderr
     assert not (project / "output" / B12.stem / PDF).exists()
+
+
+def test_a_warm_process_makes_the_pdfs_a_fresh_build_makes(tmp_path):
+    """The parsed stylesheets and their fonts are kept from one handout to the next (`publish serve`'s builder
+    keeps them between saves): laying out another article first changes nothing in the next one's files."""
+    from pipeline.stages import BuildContext, get
+    from pipeline.theme import load_theme
+    fresh = tmp_path / "fresh"
+    built = run_publish("build", str(B12), "--format", "pdf,pdf-large", "--out", str(fresh),
+                        "--cache", str(tmp_path / "cache"))
+    assert built.returncode == 0, built.stderr
+    theme = load_theme(ROOT / "themes" / "default")
+    other = ROOT / "tests" / "fixtures" / "back-pain" / "staying-active-with-back-pain.yaml"
+    epoch = int(EPOCH)
+    for n, (source, stage) in enumerate([(other, "pdf"), (other, "pdf-large"), (B12, "pdf"), (B12, "pdf-large")]):
+        article = load_article(source, display_path(source), publisher=theme.organisation)
+        workdir = tmp_path / f"warm-{n}"
+        workdir.mkdir()
+        [made] = get(stage).render(article, theme, workdir, BuildContext(formats=(stage,), epoch=epoch))
+        if source == B12:
+            assert made.read_bytes() == (fresh / B12.stem / made.name).read_bytes(), made.name
+
+
+def test_a_build_with_workers_leaves_no_temporary_font_folder(tmp_path):
+    """WeasyPrint copies the theme's fonts into a temporary folder, removed only when its font configuration
+    is collected: a worker process ends without that unless it is let go (and collected) first."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    other = ROOT / "tests" / "fixtures" / "back-pain" / "staying-active-with-back-pain.yaml"
+    built = run_publish("build", str(B12), str(other), "--format", "pdf,pdf-large", "--jobs", "2",
+                        "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"),
+                        env={"TMPDIR": str(scratch)})
+    assert built.returncode == 0, built.stderr
+    assert (tmp_path / "out" / B12.stem / f"{B12.stem}.large-print.pdf").is_file()
+    assert not list(scratch.iterdir()), "temporary files were left"
