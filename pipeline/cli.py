@@ -353,7 +353,7 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
     for path in sources:
         name = display_name(path)
         try:
-            article = load_article(path, name, publisher=theme.organisation)
+            article = load_article(path, name, publisher=theme.organisation, theme=theme)
         except PublishError as exc:
             print(exc.format(), file=sys.stderr)
             status = max(status, exc.exit_code)

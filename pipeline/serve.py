@@ -93,7 +93,7 @@ def run_build(request: Request) -> dict:
                 "seconds": 0.0}
     for source in request.sources:
         try:
-            article = load_article(Path(source), source, publisher=theme.organisation)
+            article = load_article(Path(source), source, publisher=theme.organisation, theme=theme)
         except PublishError as exc:
             problems.append([source, "read", exc.format()])
             unreadable.append(source)
@@ -311,7 +311,9 @@ class Server:
             raise web.HTTPNotFound(text=f"no published article `{slug}`")
         try:
             theme = load_theme(self.theme_dir)
-            page = theme.render("catalogue", "preview.html", entry=entry, **template_context(theme))
+            context = template_context(theme)
+            page = theme.render("catalogue", "preview.html", theme.messages(context["language"]), entry=entry,
+                                **context)
         except PublishError as exc:
             raise web.HTTPInternalServerError(text=exc.format())
         return web.Response(body=with_live_script(page.encode("utf-8")), content_type="text/html", charset="utf-8")

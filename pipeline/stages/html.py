@@ -55,11 +55,12 @@ class HtmlStage:
         audio = None
         if ctx.has("audio"):
             file = player(article, theme)
-            audio = {"file": file, "kind": "MP3" if file.endswith(".mp3") else "M4B audiobook",
+            words = theme.messages(article.metadata.language)
+            audio = {"file": file, "kind": "MP3" if file.endswith(".mp3") else words.gettext("M4B audiobook"),
                      "vtt": f"{article.slug}.vtt", "transcript": f"{article.slug}.transcript.txt"}
         opts = {"epub": False, "sentence_ids": True, "print_urls": False, "listen": audio is not None,
                 "image_url": lambda image: image.path.name}
-        page = theme.render("html", "page.html", article=article, theme=theme, opts=opts, assets=assets,
+        page = theme.render("html", "page.html", theme.messages(article.metadata.language), article=article, theme=theme, opts=opts, assets=assets,
                             audio=audio, toc=table_of_contents(article))
         target = workdir / f"{article.slug}.html"
         target.write_text(page, encoding="utf-8")
