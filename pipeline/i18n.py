@@ -145,8 +145,11 @@ class Messages:
         return format_decimal(value, format=pattern, locale=self.locale)
 
     def date(self, iso: str) -> str:
-        """2026-03-16 → "March 16, 2026", "16 de marzo de 2026": a date as the language writes it out."""
-        return format_date(datetime.date.fromisoformat(iso), format="long", locale=self.locale)
+        """2026-03-16 → "16 March 2026", "16 de marzo de 2026": a date as the language writes it out."""
+        # Translators: how a date is written out, as a CLDR date pattern (d: day, MMMM: the month's name, y: year;
+        # words in single quotes: "d 'de' MMMM 'de' y"); a reader and the narration meet it in full.
+        pattern = self.gettext("d MMMM y")
+        return format_date(datetime.date.fromisoformat(iso), format=pattern, locale=self.locale)
 
     def month_year(self, epoch: int) -> str:
         day = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).date()
