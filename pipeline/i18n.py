@@ -89,11 +89,6 @@ def _read_catalogue(path: Path, size: int, mtime: int) -> Translations:
     return Translations(compiled, domain=DOMAIN)
 
 
-def read_catalogue(path: Path) -> Translations:
-    st = path.stat()
-    return _read_catalogue(path, st.st_size, st.st_mtime_ns)
-
-
 def catalogue_files(theme_root: Path, tag: str) -> list[Path]:
     """The catalogues that serve *tag*, in lookup order: the theme's own, then the default theme's."""
     roots = [theme_root]
@@ -105,12 +100,23 @@ def catalogue_files(theme_root: Path, tag: str) -> list[Path]:
 
 @dataclass(frozen=True)
 class Messages:
-    """The generated words and formats of one language: what templates get as `_`, `ngettext` and filters."""
+    """The generated words and formats of one language: what templates get as `_`, `ngettext` and filters.
+
+    The catalogues are read on first use (`publish check` only needs to know that they exist); two
+    Messages are equal while their files are unchanged, so a template environment can be kept per language.
+    """
 
     language: str                       # the article's tag, as written (`es`, `es-MX`)
-    locale: Locale
-    chain: tuple[Translations, ...]     # looked up in order
+    files: tuple[tuple[Path, int, int], ...] = ()   # the catalogues, looked up in order, with size and time
     overrides: tuple[tuple[str, str], ...] = ()     # the theme settings' own wording (msgid, msgstr)
+
+    @functools.cached_property
+    def chain(self) -> tuple[Translations, ...]:
+        return tuple(_read_catalogue(*file) for file in self.files)
+
+    @functools.cached_property
+    def locale(self) -> Locale:
+        return babel_locale(self.language)
 
     def gettext(self, message: str) -> str:
         override = dict(self.overrides).get(message)
@@ -174,7 +180,7 @@ class Messages:
 
 def untranslated() -> Messages:
     """The messages as written in the code and templates (English), for what has no article language."""
-    return Messages("en", Locale.parse("en"), ())
+    return Messages("en")
 
 
 def messages_for(theme_root: Path, tag: str, overrides: dict | None = None) -> Messages | None:
@@ -186,8 +192,8 @@ def messages_for(theme_root: Path, tag: str, overrides: dict | None = None) -> M
     for name in reversed(locale_names(tag)):        # `es` settings, then the more specific `es-MX` over them
         for key in (name, name.replace("_", "-")):
             wanted.update((overrides or {}).get(key, {}))
-    return Messages(str(tag), babel_locale(tag), tuple(read_catalogue(p) for p in files),
-                    tuple(sorted(wanted.items())))
+    stamps = tuple((p, st.st_size, st.st_mtime_ns) for p in files for st in (p.stat(),))
+    return Messages(str(tag), stamps, tuple(sorted(wanted.items())))
 
 
 def no_catalogue(tag, where: str, theme_root: Path) -> PublishError:

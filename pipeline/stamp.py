@@ -96,10 +96,15 @@ def programs() -> dict[str, str]:
 
 
 def theme_digest(root: Path) -> str:
-    """One hash of every file of a theme (any of them may change an output), by path and content."""
+    """One hash of every file of a theme (any of them may change an output), by path and content; for
+    another theme, the default theme's message catalogues too, which give the words it does not override."""
     h = InputHash()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         h.add("theme " + path.relative_to(root).as_posix(), path.read_bytes())
+    fallback = root.parent / "default" / "locale"
+    if root.name != "default" and fallback.is_dir():
+        for path in sorted(p for p in fallback.rglob("*") if p.is_file()):
+            h.add("default theme " + path.relative_to(fallback).as_posix(), path.read_bytes())
     return h.hexdigest()
 
 

@@ -165,6 +165,9 @@ def all_text(folder: Path) -> dict[str, str]:
         for name in book.namelist():
             if name.endswith((".xhtml", ".opf", ".ncx")):
                 texts[name] = visible_text(etree.fromstring(book.read(name)))
+    from mutagen.id3 import ID3
+    texts["mp3 tags"] = "\n".join(str(frame) for frame in ID3(folder / f"{SPANISH.stem}.mp3").values()
+                                  if not frame.FrameID.startswith(("APIC", "PRIV")))
     for suffix in (".transcript.txt", ".vtt"):
         texts[suffix] = (folder / f"{SPANISH.stem}{suffix}").read_text(encoding="utf-8")
     brf = (folder / f"{SPANISH.stem}.brf").read_text(encoding="ascii")
@@ -262,3 +265,31 @@ def test_the_spanish_build_is_reproducible(spanish, tmp_path):
     for suffix in (".pdf", ".epub", ".brf"):         # (the page differs: without the narration it has no player)
         name = f"{SPANISH.stem}{suffix}"
         assert (tmp_path / SPANISH.stem / name).read_bytes() == (folder / name).read_bytes(), suffix
+
+
+def test_a_theme_catalogue_overrides_some_messages_and_a_changed_translation_rebuilds(tmp_path):
+    """A theme of its own holds only the messages it changes (the rest come from the default theme's
+    catalogue); editing a translation, in either, rebuilds the outputs that show it."""
+    shutil.copytree(THEME, tmp_path / "themes" / "default")
+    mine = tmp_path / "themes" / "mine"
+    shutil.copytree(THEME, mine, ignore=shutil.ignore_patterns("locale"))
+    own = catalogue_path(mine, "es")
+    own.parent.mkdir(parents=True)
+    own.write_text('msgid ""\nmsgstr ""\n"Language: es\\n"\n"Content-Type: text/plain; charset=utf-8\\n"\n\n'
+                   'msgid "Contents"\nmsgstr "Sumario"\n', encoding="utf-8")
+    page = tmp_path / "out" / SPANISH.stem / f"{SPANISH.stem}.html"
+
+    def build() -> str:
+        result = run_publish("build", str(SPANISH), "--theme", "mine", "--format", "html", "--out",
+                             str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return page.read_text(encoding="utf-8")
+
+    first = build()
+    assert ">Sumario</h2>" in first and ">Ajustes de lectura<" in first
+    default = catalogue_path(tmp_path / "themes" / "default", "es")
+    default.write_text(default.read_text(encoding="utf-8").replace('msgstr "Ajustes de lectura"',
+                                                                    'msgstr "Opciones de lectura"'), encoding="utf-8")
+    assert ">Opciones de lectura<" in build()
+    own.write_text(own.read_text(encoding="utf-8").replace("Sumario", "Contenido"), encoding="utf-8")
+    assert ">Contenido</h2>" in build()

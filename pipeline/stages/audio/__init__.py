@@ -96,7 +96,8 @@ class AudioStage:
         tags = {"title": m.title, "artist": publisher, "album": publisher, "date": date, "language": language,
                 "genre": "Speech",
                 # the narrator: audiobook players (Audiobookshelf among them) read it from the composer tag
-                "composer": f"{voice.voice} ({voice.engine} speech engine)",
+                "composer": words.gettext("%(voice)s (%(engine)s speech engine)")
+                % {"voice": voice.voice, "engine": voice.engine},
                 "comment": words.gettext("Narrated by the voice %(voice)s (%(engine)s speech engine)")
                 % {"voice": voice.voice, "engine": voice.engine}}
         titles = [c.title for c in chapters]
