@@ -280,13 +280,17 @@ def write_catalogue(output_root: Path, theme: Theme, epoch: int | None = None) -
 CATALOGUE_LANGUAGE = "en"
 
 
-def template_context(theme: Theme) -> dict:
-    """What the catalogue's templates share: the theme, the assets beside the page, the wording helpers."""
-    words = theme.messages(CATALOGUE_LANGUAGE)
+def template_context(theme: Theme, language: str = CATALOGUE_LANGUAGE) -> dict:
+    """What the catalogue's templates share: the theme, the assets beside the page, the wording helpers, in
+    *language* (the preview of one article is in the article's language, when the theme has its words)."""
+    from .i18n import messages_for
+    if messages_for(theme.root, language, theme.message_overrides) is None:
+        language = CATALOGUE_LANGUAGE
+    words = theme.messages(language)
     logo = f"logo{theme.logo.path.suffix.lower()}" if theme.logo else ""
     return {"theme": theme, "assets": {"css": "large-print.css", "catalogue_css": "catalogue.css", "js": "reader.js",
                                        "logo": logo},
-            "feed": FEED, "feed_type": FEED_TYPE, "language": CATALOGUE_LANGUAGE,
+            "feed": FEED, "feed_type": FEED_TYPE, "language": language,
             "duration_words": lambda seconds: duration_words(seconds, words),
             "describe": lambda download: download.describe(words)}
 

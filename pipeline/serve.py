@@ -303,7 +303,7 @@ class Server:
 
     async def preview(self, request):
         from aiohttp import web
-        from .catalogue import read_entries, template_context
+        from .catalogue import CATALOGUE_LANGUAGE, read_entries, template_context
         from .theme import load_theme
         slug = request.match_info["slug"]
         entry = next((e for e in read_entries(self.out_root) if e.slug == slug), None)
@@ -311,7 +311,7 @@ class Server:
             raise web.HTTPNotFound(text=f"no published article `{slug}`")
         try:
             theme = load_theme(self.theme_dir)
-            context = template_context(theme)
+            context = template_context(theme, entry.facts.get("language") or CATALOGUE_LANGUAGE)
             page = theme.render("catalogue", "preview.html", theme.messages(context["language"]), entry=entry,
                                 **context)
         except PublishError as exc:
