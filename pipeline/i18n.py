@@ -27,6 +27,7 @@ import datetime
 import functools
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,11 +79,57 @@ def babel_locale(tag: str) -> Locale:
     return Locale.parse("en_US_POSIX")
 
 
+PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+class _Placeholders(dict):
+    """A mapping that answers only the placeholders a message has: formatting a translation with it finds a
+    misspelt placeholder or a lone % before a reader meets a traceback."""
+
+    def __missing__(self, key):
+        raise KeyError(key)
+
+
+def format_problem(message_id, translation: str) -> str | None:
+    """What is wrong with *translation* as a %-format of the message, or None."""
+    ids = message_id if isinstance(message_id, (tuple, list)) else (message_id,)
+    allowed = _Placeholders({name: "" for text in ids for name in PLACEHOLDER.findall(text)})
+    try:
+        translation % allowed
+    except KeyError as exc:
+        return f"the translation has the placeholder %({exc.args[0]})s, which the message does not give"
+    except (ValueError, TypeError):
+        return "the translation has a lone `%` (write `%%` for a percent sign)"
+    return None
+
+
+def _check(catalogue: Catalog, path: Path) -> None:
+    problems = []
+    for message in catalogue:
+        forms = message.string if isinstance(message.string, tuple) else (message.string,)
+        for form in (f for f in forms if f) if message.id else ():
+            problem = format_problem(message.id, form)
+            if problem:
+                problems.append(Problem(display_path(path), message.lineno or 0, 1, problem,
+                                        "keep the msgid's placeholders, such as %(date)s, as they are, and write %% "
+                                        "for a percent sign"))
+                break
+    if problems:
+        raise PublishError(problems)
+
+
 @functools.lru_cache(maxsize=64)
 def _read_catalogue(path: Path, size: int, mtime: int) -> Translations:
-    """A .po file as gettext translations (compiled in memory); cached by the file's size and time."""
-    with path.open("rb") as f:
-        catalogue = read_po(f, locale=path.parent.parent.name)
+    """A .po file as gettext translations (compiled in memory), its placeholders checked; cached by the
+    file's size and time."""
+    try:
+        with path.open("rb") as f:
+            catalogue = read_po(f, locale=path.parent.parent.name)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PublishError(Problem(display_path(path), getattr(exc, "lineno", 0) or 0, 1,
+                                   f"the message catalogue cannot be read ({exc})",
+                                   "save it as UTF-8 gettext PO, or restore it from the default theme")) from None
+    _check(catalogue, path)
     compiled = io.BytesIO()
     write_mo(compiled, catalogue)
     compiled.seek(0)
@@ -102,8 +149,8 @@ def catalogue_files(theme_root: Path, tag: str) -> list[Path]:
 class Messages:
     """The generated words and formats of one language: what templates get as `_`, `ngettext` and filters.
 
-    The catalogues are read on first use (`publish check` only needs to know that they exist); two
-    Messages are equal while their files are unchanged, so a template environment can be kept per language.
+    The catalogues are read on first use, once per process; two Messages are equal while their files are
+    unchanged, so a template environment can be kept per language.
     """
 
     language: str                       # the article's tag, as written (`es`, `es-MX`)

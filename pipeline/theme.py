@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 
 from .errors import Problem, PublishError, display_path
-from .i18n import Messages, messages_for, no_catalogue
+from .i18n import Messages, format_problem, messages_for, no_catalogue
 from .schema import Boolean, Errors, Field, Integer, ListOf, Record, Spec, Text, validate
 from .stages import AUDIO_CONTAINERS
 from .yamlfile import LDict, read_yaml
@@ -65,8 +65,14 @@ class MessageOverrides(Spec):
             errors.add(value, f"`{where}` must map a language to its messages, e.g. `es: {{\"Contents\": \"Índice\"}}`",
                        "write one `language:` line, and under it one `\"English message\": wording` line per message")
             return None
-        return {str(lang): {str(k): Text(min_length=1, max_length=2000).check(v, errors, f"{where}.{lang}.{k}")
-                            for k, v in messages.items()} for lang, messages in value.items()}
+        checked = {str(lang): {str(k): Text(min_length=1, max_length=2000).check(v, errors, f"{where}.{lang}.{k}")
+                               for k, v in messages.items()} for lang, messages in value.items()}
+        for messages in value.values():
+            for message, wording in messages.items():
+                problem = format_problem(str(message), str(wording)) if isinstance(wording, str) else None
+                if problem:
+                    errors.add(wording, f"`{where}`: {problem}", "keep the placeholders of the message as they are")
+        return checked
 
 
 PALETTE = Record({role: Field(HEX_COLOUR, required=True) for role in COLOUR_ROLES},
@@ -151,6 +157,7 @@ class Theme:
         found = messages_for(self.root, str(language), self.message_overrides)
         if found is None:
             raise no_catalogue(language, where or display_path(self.root / "theme.yaml"), self.root)
+        found.chain             # read (once per process) and checked now: a broken catalogue fails `publish check`
         return found
 
     def file(self, relative: str) -> Path:

@@ -293,3 +293,22 @@ def test_a_theme_catalogue_overrides_some_messages_and_a_changed_translation_reb
     assert ">Opciones de lectura<" in build()
     own.write_text(own.read_text(encoding="utf-8").replace("Sumario", "Contenido"), encoding="utf-8")
     assert ">Contenido</h2>" in build()
+
+
+def test_a_translation_with_a_misspelt_placeholder_or_a_lone_percent_is_a_located_error(tmp_path):
+    shutil.copytree(THEME, tmp_path / "themes" / "default")
+    spanish = catalogue_path(tmp_path / "themes" / "default", "es")
+    text = spanish.read_text(encoding="utf-8")
+    line = text.splitlines().index('msgstr "Página %(page)s de %(pages)s"') + 1
+    spanish.write_text(text.replace('msgstr "Página %(page)s de %(pages)s"', 'msgstr "Página %(pagina)s de %(pages)s"')
+                       .replace('msgstr "Índice"', 'msgstr "Índice 100%"'), encoding="utf-8")
+    result = run_publish("check", str(SPANISH), cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    # at the message's msgid line
+    assert f"messages.po:{line - 1}:1: error: the translation has the placeholder %(pagina)s" in result.stderr
+    assert "a lone `%`" in result.stderr
+    settings = tmp_path / "themes" / "default" / "theme.yaml"
+    settings.write_text(settings.read_text(encoding="utf-8") + 'messages:\n  es:\n    "Section %(number)s: %(title)s": '
+                        '"Parte %(numero)s"\n', encoding="utf-8")
+    result = run_publish("check", str(SPANISH), cwd=tmp_path)
+    assert result.returncode == 1 and "theme.yaml:" in result.stderr and "%(numero)s" in result.stderr, result.stderr
