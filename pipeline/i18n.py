@@ -103,9 +103,13 @@ def format_problem(message_id, translation: str) -> str | None:
     return None
 
 
-def _check(catalogue: Catalog, path: Path) -> None:
-    problems = []
+def _check(catalogue: Catalog, path: Path) -> list:
+    """The catalogue's untranslated messages (empty or fuzzy); a translation that cannot be used is an error."""
+    problems, untranslated = [], []
     for message in catalogue:
+        forms = message.string if isinstance(message.string, tuple) else (message.string,)
+        if message.id and (message.fuzzy or not all(forms)):
+            untranslated.append(message.id)
         forms = message.string if isinstance(message.string, tuple) else (message.string,)
         for form in (f for f in forms if f) if message.id else ():
             problem = format_problem(message.id, form)
@@ -116,6 +120,7 @@ def _check(catalogue: Catalog, path: Path) -> None:
                 break
     if problems:
         raise PublishError(problems)
+    return untranslated
 
 
 @functools.lru_cache(maxsize=64)
@@ -129,11 +134,17 @@ def _read_catalogue(path: Path, size: int, mtime: int) -> Translations:
         raise PublishError(Problem(display_path(path), getattr(exc, "lineno", 0) or 0, 1,
                                    f"the message catalogue cannot be read ({exc})",
                                    "save it as UTF-8 gettext PO, or restore it from the default theme")) from None
-    _check(catalogue, path)
+    untranslated = _check(catalogue, path)
     compiled = io.BytesIO()
     write_mo(compiled, catalogue)
     compiled.seek(0)
-    return Translations(compiled, domain=DOMAIN)
+    translations = Translations(compiled, domain=DOMAIN)
+    # what it translates, by msgid (a plural's by its singular): write_mo fills an empty plural form with English
+    left = set(untranslated)
+    translations.translated = frozenset(
+        (m.id[0] if isinstance(m.id, tuple) else m.id) for m in catalogue if m.id and m.id not in left)
+    translations.untranslated = tuple(untranslated)
+    return translations
 
 
 def catalogue_files(theme_root: Path, tag: str) -> list[Path]:
@@ -161,6 +172,13 @@ class Messages:
     def chain(self) -> tuple[Translations, ...]:
         return tuple(_read_catalogue(*file) for file in self.files)
 
+    def untranslated(self) -> list:
+        """The messages that no catalogue of the chain translates, though one of them lists it."""
+        listed = [m for translations in self.chain for m in translations.untranslated]
+        done = dict(self.overrides)
+        return [m for m in dict.fromkeys(listed, None) if m not in done and not any(
+            (m if isinstance(m, str) else m[0]) in t.translated for t in self.chain)]
+
     @functools.cached_property
     def locale(self) -> Locale:
         return babel_locale(self.language)
@@ -170,25 +188,25 @@ class Messages:
         if override is not None:
             return override
         for translations in self.chain:
-            if message in translations._catalog:
+            if message in translations.translated:
                 return translations.gettext(message)
         return message
 
     def ngettext(self, singular: str, plural: str, n: int) -> str:
         for translations in self.chain:
-            if (singular, 0) in translations._catalog:
+            if singular in translations.translated:
                 return translations.ngettext(singular, plural, n)
         return singular if n == 1 else plural
 
     def pgettext(self, context: str, message: str) -> str:
         for translations in self.chain:
-            if f"{context}\x04{message}" in translations._catalog:
+            if translations._catalog.get(f"{context}\x04{message}"):        # (no message has a context yet)
                 return translations.pgettext(context, message)
         return message
 
     def npgettext(self, context: str, singular: str, plural: str, n: int) -> str:
         for translations in self.chain:
-            if (f"{context}\x04{singular}", 0) in translations._catalog:
+            if translations._catalog.get((f"{context}\x04{singular}", 0)):
                 return translations.npgettext(context, singular, plural, n)
         return singular if n == 1 else plural
 
@@ -295,6 +313,18 @@ def extract(root: Path) -> Catalog:
             directory_filter=searched):
         catalogue.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
     return catalogue
+
+
+def incomplete(words: Messages, tag, where: str) -> PublishError:
+    """The error for a catalogue that leaves messages untranslated: the outputs would mix two languages."""
+    missing = words.untranslated()
+    first = missing[0] if isinstance(missing[0], str) else missing[0][0]
+    return PublishError(Problem(
+        where, getattr(tag, "line", 0), getattr(tag, "column", 0),
+        f"the message catalogue for the language `{tag}` leaves {len(missing)} message"
+        f"{'' if len(missing) == 1 else 's'} untranslated (the first: \"{first}\"): the outputs would mix languages",
+        f"translate every msgstr of {display_path(words.files[0][0])} (a fuzzy one counts as untranslated "
+        f"until its `#, fuzzy` line is removed)"))
 
 
 def new_catalogue(theme_root: Path, tag: str) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 
 from .errors import Problem, PublishError, display_path
-from .i18n import Messages, format_problem, messages_for, no_catalogue
+from .i18n import Messages, format_problem, incomplete, messages_for, no_catalogue
 from .schema import Boolean, Errors, Field, Integer, ListOf, Record, Spec, Text, validate
 from .stages import AUDIO_CONTAINERS
 from .yamlfile import LDict, read_yaml
@@ -157,7 +157,8 @@ class Theme:
         found = messages_for(self.root, str(language), self.message_overrides)
         if found is None:
             raise no_catalogue(language, where or display_path(self.root / "theme.yaml"), self.root)
-        found.chain             # read (once per process) and checked now: a broken catalogue fails `publish check`
+        if found.untranslated():        # read (once per process) and checked: `publish check` finds it
+            raise incomplete(found, language, where or display_path(self.root / "theme.yaml"))
         return found
 
     def file(self, relative: str) -> Path:

@@ -109,6 +109,13 @@ def test_init_language_writes_the_catalogue_template_with_the_plural_rule(tmp_pa
     assert len([m for m in catalogue if m.id]) == len([m for m in read_catalogue(template_path(THEME)) if m.id])
     assert untranslated(written)                    # left for a translator: the completeness test refuses it
     assert "native speaker" in written.read_text(encoding="utf-8")
+    # until it is translated, an article in the language is refused: its outputs would mix two languages
+    source = tmp_path / "article.yaml"
+    source.write_text("title: Bonjour\nlanguage: fr\nbody:\n  - p: Une phrase.\n", encoding="utf-8")
+    refused = run_publish("check", str(source), cwd=tmp_path)
+    count = len([m for m in catalogue if m.id])
+    assert refused.returncode == 1 and "article.yaml:2:11: error: the message catalogue for the language `fr` leaves " \
+        f"{count} messages untranslated" in refused.stderr, refused.stderr
     again = run_publish("init-language", "fr", cwd=tmp_path)
     assert again.returncode != 0 and "already exists" in again.stderr
     bad = run_publish("init-language", "not a tag", cwd=tmp_path)
