@@ -330,8 +330,8 @@ def incomplete(words: Messages, tag, where: str) -> PublishError:
 def new_catalogue(theme_root: Path, tag: str) -> Path:
     """Write the catalogue of a new language from the theme's messages.pot, with the language's plural rule.
 
-    Every message is left untranslated for a translator to fill in; until then the build of an article in
-    the language uses the English words for them, and the tests of the shipped catalogues refuse it.
+    Every message is left untranslated for a translator to fill in; until every one is, an article in the
+    language is refused (its outputs would mix two languages).
     """
     name = locale_names(tag)[-1] if "-" not in str(tag) else locale_names(tag)[0]
     try:
