@@ -81,9 +81,10 @@ class ScriptWriter:
 
     def say(self, uid: str, written: str, pause: str = "sentence", sources: tuple[str, ...] = ()) -> None:
         spoken = self.lexicon.speak(written)
-        if spoken and spoken[-1] not in ".?!":
+        if spoken and spoken[-1] not in ".?!。？！؟":         # (the full stops of Chinese and Arabic too)
             # a heading that ends in a colon ("… any of these:") ends its utterance with a full stop alone
-            spoken = spoken.rstrip(":;, ") + "."
+            # Translators: an utterance that has no full stop of its own (a heading) ends with the language's.
+            spoken = self._("%(text)s.") % {"text": spoken.rstrip(":;, ：，")}
         self.utterances.append(Utterance(uid, written, spoken, self.chapter, pause, sources or (uid,)))
 
     def sentences(self, sentences, last_pause: str = "paragraph", lead: str = "") -> None:
