@@ -200,6 +200,8 @@ def test_no_english_word_of_the_pipeline_in_any_output(spanish):
     assert found == []
     assert "Página 1 de 2" in texts[f"{SPANISH.stem}.pdf"] and "Índice" in texts["html"]
     assert "Sección 1: Resumen." in texts[".transcript.txt"]
+    # the Spanish lexicon: percentages, ranges and units said in Spanish
+    assert "un 32 por ciento" in texts[".transcript.txt"] and "de 1000 a 2000 microgramos" in texts[".transcript.txt"]
 
 
 def test_the_language_is_spanish_throughout(spanish):
