@@ -321,3 +321,13 @@ def test_a_translation_with_a_misspelt_placeholder_or_a_lone_percent_is_a_locate
                         '"Parte %(numero)s"\n', encoding="utf-8")
     result = run_publish("check", str(SPANISH), cwd=tmp_path)
     assert result.returncode == 1 and "theme.yaml:" in result.stderr and "%(numero)s" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("setting", ["messages: 5", "messages:\n  es: [Contents]", "messages:\n  es:\n    Contents: [a]"])
+def test_a_malformed_messages_setting_is_a_located_error(tmp_path, setting):
+    shutil.copytree(THEME, tmp_path / "themes" / "default")
+    settings = tmp_path / "themes" / "default" / "theme.yaml"
+    settings.write_text(settings.read_text(encoding="utf-8") + setting + "\n", encoding="utf-8")
+    result = run_publish("check", str(SPANISH), cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert re.search(r"theme\.yaml:\d+:\d+: error: .*messages", result.stderr), result.stderr
