@@ -224,7 +224,8 @@ class Messages:
 
     def month_year(self, epoch: int) -> str:
         day = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).date()
-        return format_date(day, format="LLLL y", locale=self.locale)
+        # Translators: how a month of a year is written (CLDR pattern: LLLL the month's name, y the year).
+        return format_date(day, format=self.gettext("LLLL y"), locale=self.locale)
 
     def join(self, items: list[str]) -> str:
         """"A, B and C" in the language's own words and punctuation."""
