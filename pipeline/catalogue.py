@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import Problem, PublishError, cannot_use, display_path
+from .i18n import N_, Messages, untranslated
 
 if TYPE_CHECKING:
     from .model import Article
@@ -59,22 +60,22 @@ class Kind:
 
 
 # The read-aloud stage's EPUB (<slug>.read-aloud.epub), or any EPUB found to carry Media Overlays.
-READ_ALOUD = Kind("Read-aloud e-book, text and narration together", "EPUB 3 with narration",
+READ_ALOUD = Kind(N_("Read-aloud e-book, text and narration together"), N_("EPUB 3 with narration"),
                   "application/epub+zip", acquisition=True)
 
 # By the file name's ending, in the order a reader meets them. Files not listed here (the page's stylesheet,
 # fonts, images) belong to another output and are not offered on their own.
 KINDS = {
-    ".html": Kind("Large-print web page", "HTML", "text/html"),
-    ".pdf": Kind("PDF handout", "PDF", "application/pdf", acquisition=True),
-    ".large-print.pdf": Kind("Large-print PDF handout", "PDF", "application/pdf", acquisition=True),
-    ".epub": Kind("E-book", "EPUB 3", "application/epub+zip", acquisition=True),
+    ".html": Kind(N_("Large-print web page"), "HTML", "text/html"),
+    ".pdf": Kind(N_("PDF handout"), "PDF", "application/pdf", acquisition=True),
+    ".large-print.pdf": Kind(N_("Large-print PDF handout"), "PDF", "application/pdf", acquisition=True),
+    ".epub": Kind(N_("E-book"), "EPUB 3", "application/epub+zip", acquisition=True),
     ".read-aloud.epub": READ_ALOUD,
-    ".m4b": Kind("Audiobook with chapters", "M4B", "audio/mp4", acquisition=True),
-    ".mp3": Kind("Narration", "MP3", "audio/mpeg", acquisition=True),
-    ".brf": Kind("Braille", "BRF", "text/plain"),
-    ".transcript.txt": Kind("Transcript of the narration", "plain text", "text/plain"),
-    ".vtt": Kind("Captions of the narration", "WebVTT", "text/vtt"),
+    ".m4b": Kind(N_("Audiobook with chapters"), "M4B", "audio/mp4", acquisition=True),
+    ".mp3": Kind(N_("Narration"), "MP3", "audio/mpeg", acquisition=True),
+    ".brf": Kind(N_("Braille"), "BRF", "text/plain"),
+    ".transcript.txt": Kind(N_("Transcript of the narration"), N_("plain text"), "text/plain"),
+    ".vtt": Kind(N_("Captions of the narration"), "WebVTT", "text/vtt"),
 }
 
 
@@ -151,14 +152,19 @@ class Download:
     @property
     def words(self) -> str:
         """The file described for a reader: "PDF handout, 4 pages, 35 kB"."""
-        parts = [self.kind.name]
+        return self.describe(untranslated())
+
+    def describe(self, words: Messages) -> str:
+        """The file described in a language: "PDF handout, 4 pages, 35 kB"."""
+        parts = [words.gettext(self.kind.name)]
         if self.kind.label not in self.kind.name:
-            parts.append(self.kind.label)
+            parts.append(words.gettext(self.kind.label))
         if self.facts.get("pages"):
-            parts.append(plural(self.facts["pages"], "page"))
+            parts.append(words.ngettext("%(num)s page", "%(num)s pages", self.facts["pages"])
+                         % {"num": words.number(self.facts["pages"])})
         if self.facts.get("seconds"):
-            parts.append(duration_words(self.facts["seconds"]))
-        parts.append(size_words(self.bytes))
+            parts.append(duration_words(self.facts["seconds"], words))
+        parts.append(size_words(self.bytes, words))
         return ", ".join(parts)
 
 
@@ -210,25 +216,26 @@ def read_entries(output_root: Path) -> list[Entry]:
 
 # -- words for sizes and lengths ----------------------------------------------------
 
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
-def size_words(size: int) -> str:
-    """A file size as a reader says it, in decimal units: "35 kB", "6.8 MB"."""
+def size_words(size: int, words: Messages | None = None) -> str:
+    """A file size as a reader says it, in decimal units: "35 kB", "6.8 MB" ("6,8 MB" in Spanish)."""
+    words = words or untranslated()
     if size < 1000:
-        return plural(size, "byte")
+        return words.ngettext("%(num)s byte", "%(num)s bytes", size) % {"num": words.number(size)}
     if size < 999_500:
-        return f"{round(size / 1000)} kB"
+        return f"{words.number(round(size / 1000))} kB"
     megabytes = size / 1_000_000
-    return f"{megabytes:.1f} MB" if megabytes < 9.95 else f"{round(megabytes)} MB"
+    return (f"{words.number(megabytes, '0.0')} MB" if megabytes < 9.95
+            else f"{words.number(round(megabytes))} MB")
 
 
-def duration_words(seconds: float) -> str:
+def duration_words(seconds: float, words: Messages | None = None) -> str:
     """"13 minutes"; under a minute, "40 seconds"."""
+    words = words or untranslated()
     if seconds < 59.5:
-        return plural(max(1, round(seconds)), "second")
-    return plural(round(seconds / 60), "minute")
+        count = max(1, round(seconds))
+        return words.ngettext("%(num)s second", "%(num)s seconds", count) % {"num": words.number(count)}
+    count = round(seconds / 60)
+    return words.ngettext("%(num)s minute", "%(num)s minutes", count) % {"num": words.number(count)}
 
 
 # -- writing ---------------------------------------------------------------------------
@@ -290,25 +297,28 @@ def _write_catalogue(output_root: Path, theme: Theme, epoch: int | None) -> list
     return written
 
 
-def language_name(tag: str) -> str:
-    """"English" for `en` or `en-GB` (the tag itself when the language is not known)."""
-    import pycountry
-    primary = tag.split("-")[0].lower()
-    found = pycountry.languages.get(alpha_2=primary) if len(primary) == 2 else pycountry.languages.get(alpha_3=primary)
-    return found.name if found else tag
+# The catalogue lists articles of every language; its own words are in this one.
+CATALOGUE_LANGUAGE = "en"
 
 
-def template_context(theme: Theme) -> dict:
-    """What the catalogue's templates share: the theme, the assets beside the page, the wording helpers."""
+def template_context(theme: Theme, language: str = CATALOGUE_LANGUAGE) -> dict:
+    """What the catalogue's templates share: the theme, the assets beside the page, the wording helpers, in
+    *language* (the preview of one article is in the article's language, when the theme has its words)."""
+    from .i18n import messages_for
+    if messages_for(theme.root, language, theme.message_overrides) is None:
+        language = CATALOGUE_LANGUAGE
+    words = theme.messages(language)
     logo = f"logo{theme.logo.path.suffix.lower()}" if theme.logo else ""
     return {"theme": theme, "assets": {"css": "large-print.css", "catalogue_css": "catalogue.css", "js": "reader.js",
                                        "logo": logo},
-            "feed": FEED, "feed_type": FEED_TYPE, "language": "en",
-            "language_name": language_name, "duration_words": duration_words}
+            "feed": FEED, "feed_type": FEED_TYPE, "language": language,
+            "duration_words": lambda seconds: duration_words(seconds, words),
+            "describe": lambda download: download.describe(words)}
 
 
 def render_index(entries: list[Entry], theme: Theme) -> str:
-    return theme.render("catalogue", "index.html", entries=entries, **template_context(theme))
+    context = template_context(theme)
+    return theme.render("catalogue", "index.html", theme.messages(context["language"]), entries=entries, **context)
 
 
 def _iso_date(day: str, epoch: int) -> str:
@@ -330,12 +340,13 @@ def render_feed(entries: list[Entry], theme: Theme, epoch: int) -> bytes:
     """The OPDS 1.2 acquisition feed, built as XML (lxml), never as text."""
     from lxml import etree
     E = lambda tag, text=None, **attrs: _element(etree, tag, text, attrs)     # noqa: E731 (a short builder)
+    words = theme.messages(CATALOGUE_LANGUAGE)
     feed = etree.Element(f"{{{ATOM}}}feed", nsmap={None: ATOM, "dcterms": DCTERMS, "opds": OPDS})
     updated = max([_iso_date(e.facts.get("date_reviewed") or e.facts.get("date_published") or "", epoch)
                    for e in entries] or [_iso_date("", epoch)])
     feed.extend([
         E("id", f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, 'catalogue:' + theme.organisation)}"),
-        E("title", f"Handouts from {theme.organisation}"),
+        E("title", words.gettext("Handouts from %(organisation)s") % {"organisation": theme.organisation}),
         E("updated", updated),
         _person(E, "author", theme.organisation),
         E("link", rel="self", href=FEED, type=FEED_TYPE),
@@ -360,10 +371,10 @@ def render_feed(entries: list[Entry], theme: Theme, epoch: int) -> bytes:
         for download in entry.downloads:
             if download.kind.acquisition:
                 item.append(E("link", rel=ACQUISITION, href=download.href, type=download.kind.media_type,
-                              title=download.words, length=str(download.bytes)))
+                              title=download.describe(words), length=str(download.bytes)))
             elif download is entry.page:
                 item.append(E("link", rel="alternate", href=download.href, type=download.kind.media_type,
-                              title=download.words))
+                              title=download.describe(words)))
         feed.append(item)
     return etree.tostring(feed, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 

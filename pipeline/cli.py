@@ -102,6 +102,13 @@ def make_parser() -> argparse.ArgumentParser:
     new.add_argument("slug", metavar="SLUG", help="the article's file name without .yaml, e.g. knee-pain")
     new.add_argument("--theme", default="default", metavar="NAME", help="theme folder under themes/ (default: default)")
     new.add_argument("--dir", default=None, metavar="DIR", help="folder to write it in (default: source/)")
+
+    language = sub.add_parser("init-language", help="start the theme's message catalogue for a new language",
+                              description="Write themes/NAME/locale/LANG/LC_MESSAGES/messages.po from the theme's "
+                                          "messages.pot, with the language's plural rule, for a translator to fill in.")
+    language.add_argument("language", metavar="LANG", help="the language's tag, e.g. fr, de or pt-BR")
+    language.add_argument("--theme", default="default", metavar="NAME",
+                          help="theme folder under themes/ (default: default)")
     return parser
 
 
@@ -232,6 +239,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"no theme `{args.theme}` in {root / 'themes'}")
         if args.command == "new":
             return new_article(args.slug, theme_dir, Path(args.dir) if args.dir else root / "source")
+        if args.command == "init-language":
+            return init_language(args.language, theme_dir)
         if args.command in ("build", "serve"):
             formats, args.audio_formats = parse_formats(args.format)
             # A format asked for by name whose system library is missing: the others still build, and the
@@ -334,6 +343,21 @@ def new_article(slug: str, theme_dir: Path, folder: Path) -> int:
     return EXIT_OK
 
 
+def init_language(tag: str, theme_dir: Path) -> int:
+    """Write the theme's catalogue template for a new language (never over an existing catalogue)."""
+    from .i18n import new_catalogue
+    if not re.fullmatch(r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*", tag):
+        raise UsageError(f"`{tag}` is not a language tag: give one such as fr, de or pt-BR")
+    try:
+        target = new_catalogue(theme_dir, tag)
+    except PublishError as exc:
+        print(exc.format(), file=sys.stderr)
+        return exc.exit_code
+    print(f"wrote {display_name(target)}: translate every msgstr (keep the %(name)s placeholders), then build "
+          f"an article with `language: {tag}`")
+    return EXIT_OK
+
+
 def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Path], formats: list[str],
                     keys: dict[str, str], out_root: Path, cache_dir: Path, pools: dict) -> int:
     """Read the theme and the articles (`check` stops there), then build them."""
@@ -356,7 +380,7 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
     for path in sources:
         name = display_name(path)
         try:
-            article = load_article(path, name, publisher=theme.organisation)
+            article = load_article(path, name, publisher=theme.organisation, theme=theme)
         except PublishError as exc:
             print(exc.format(), file=sys.stderr)
             status = max(status, exc.exit_code)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Union
 
+from .i18n import N_
+
 
 @dataclass(frozen=True)
 class Abbreviation:
@@ -135,7 +137,8 @@ class Image:
 
 
 # What a callout's kind is called where it is shown and spoken: always in words, never by colour alone.
-CALLOUT_KINDS = {"warning": "Warning", "caution": "Caution", "note": "Note", "tip": "Tip"}
+# Messages of the theme's catalogue: each format shows them in the article's language.
+CALLOUT_KINDS = {"warning": N_("Warning"), "caution": N_("Caution"), "note": N_("Note"), "tip": N_("Tip")}
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,8 @@ def run_build(request: Request) -> list[dict]:
         return told
     for source in request.sources:
         try:
-            articles.append((source, load_article(Path(source), source, publisher=theme.organisation)))
+            articles.append((source, load_article(Path(source), source, publisher=theme.organisation,
+                                                  theme=theme)))
         except PublishError as exc:
             problems.append([source, "read", exc.format()])
             unreadable.append(source)
@@ -505,7 +506,7 @@ class Server:
 
     async def preview(self, request):
         from aiohttp import web
-        from .catalogue import read_entries, template_context
+        from .catalogue import CATALOGUE_LANGUAGE, read_entries, template_context
         from .theme import load_theme
         slug = request.match_info["slug"]
         entry = next((e for e in read_entries(self.out_root) if e.slug == slug), None)
@@ -513,7 +514,9 @@ class Server:
             raise web.HTTPNotFound(text=f"no published article `{slug}`")
         try:
             theme = load_theme(self.theme_dir)
-            page = theme.render("catalogue", "preview.html", entry=entry, **template_context(theme))
+            context = template_context(theme, entry.facts.get("language") or CATALOGUE_LANGUAGE)
+            page = theme.render("catalogue", "preview.html", theme.messages(context["language"]), entry=entry,
+                                **context)
         except PublishError as exc:
             raise web.HTTPInternalServerError(text=exc.format())
         return web.Response(body=with_live_script(page.encode("utf-8")), content_type="text/html", charset="utf-8")

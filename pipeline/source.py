@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 from .errors import Problem, PublishError
+from .i18n import Messages, untranslated
 from .model import (
     CALLOUT_KINDS, Abbreviation, Article, Callout, Cell, Disclaimer, Faq, FaqItem, Glossary, GlossaryTerm,
     Heading, Image, KeyPoints, ListBlock, ListItem, Metadata, Paragraph, Quote, Reference, References,
@@ -180,21 +181,26 @@ ARTICLE = Record({
 }, description="an article", check_record=_check_dates)
 
 
-def load_article(path: Path, display: str | None = None, publisher: str = "") -> Article:
-    """Read, validate and build the article at *path*; raise PublishError with every problem."""
+def load_article(path: Path, display: str | None = None, publisher: str = "", theme=None) -> Article:
+    """Read, validate and build the article at *path*; raise PublishError with every problem.
+
+    Given the *theme*, an article in a language the theme has no catalogue for is refused at its
+    `language:` line, and the headings the pipeline writes for it (an untitled glossary) are in its language.
+    """
     name = display or str(path)
     raw = read_yaml(path, name)
     data, problems = validate(ARTICLE, raw, name)
     if problems:
         raise PublishError(problems)
-    return _Builder(path.resolve(), name, data, publisher).article()
+    words = theme.messages(data["language"], name) if theme is not None else untranslated()
+    return _Builder(path.resolve(), name, data, publisher, words).article()
 
 
 class _Builder:
     """Validated data → model objects, giving every block and sentence its id."""
 
-    def __init__(self, path: Path, name: str, data: dict, publisher: str):
-        self.path, self.name, self.data = path, name, data
+    def __init__(self, path: Path, name: str, data: dict, publisher: str, words: Messages):
+        self.path, self.name, self.data, self.words = path, name, data, words
         self.default_publisher = publisher
         self.problems: list[Problem] = []
         self.used_ids: set[str] = set()
@@ -287,7 +293,7 @@ class _Builder:
             return Quote(block_id, self.sentences(value["text"], block_id),
                          self.spans(value["attribution"]) if value["attribution"] else ())
         if kind == "glossary":
-            heading = self.heading(value["title"] or LStr("Glossary"), level, editorial=not value["title"])
+            heading = self.heading(value["title"] or LStr(self.words.gettext("Glossary")), level, editorial=not value["title"])
             return Glossary(heading.id, heading, tuple(
                 GlossaryTerm(f"{heading.id}-t{n}", self.spans(entry["term"]),
                              self.sentences(entry["definition"], f"{heading.id}-t{n}"))

@@ -96,14 +96,19 @@ def programs() -> dict[str, str]:
 
 
 def theme_digest(root: Path, leave_out: tuple[str, ...] = ()) -> str:
-    """One hash of every file of a theme (any of them may change an output), by path and content; or of all
-    but the top-level folders *leave_out*, which a stage does not read (stages.THEME_FOLDERS_READ_BY)."""
+    """One hash of every file of a theme (any of them may change an output), by path and content, but the
+    top-level folders *leave_out*, which a stage does not read (stages.THEME_FOLDERS_READ_BY); for another
+    theme, the default theme's message catalogues too, which give the words it does not override."""
     h = InputHash()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         relative = path.relative_to(root)
         if relative.parts[0] in leave_out:
             continue
         h.add("theme " + relative.as_posix(), path.read_bytes())
+    fallback = root.parent / "default" / "locale"
+    if root.name != "default" and fallback.is_dir() and "locale" not in leave_out:
+        for path in sorted(p for p in fallback.rglob("*") if p.is_file()):
+            h.add("default theme " + path.relative_to(fallback).as_posix(), path.read_bytes())
     return h.hexdigest()
 
 

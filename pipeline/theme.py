@@ -13,6 +13,7 @@ from pathlib import Path
 import jinja2
 
 from .errors import Problem, PublishError, display_path
+from .i18n import Messages, format_problem, incomplete, messages_for, no_catalogue
 from .schema import Boolean, Errors, Field, Integer, ListOf, Record, Spec, Text, validate
 from .stages import AUDIO_CONTAINERS
 from .yamlfile import LDict, read_yaml
@@ -57,6 +58,26 @@ class VoiceMap(Spec):
         return {str(k): Text(min_length=1, max_length=300).check(v, errors, f"{where}.{k}") for k, v in value.items()}
 
 
+class MessageOverrides(Spec):
+    """Language tag → {message: the theme's wording}: a theme's own words without a catalogue of its own."""
+
+    description = "a mapping of language to messages"
+
+    def check(self, value, errors, where):
+        if not isinstance(value, LDict) or not all(isinstance(v, LDict) for v in value.values()):
+            errors.add(value, f"`{where}` must map a language to its messages, e.g. `es: {{\"Contents\": \"Índice\"}}`",
+                       "write one `language:` line, and under it one `\"English message\": wording` line per message")
+            return None
+        checked = {str(lang): {str(k): Text(min_length=1, max_length=2000).check(v, errors, f"{where}.{lang}.{k}")
+                               for k, v in messages.items()} for lang, messages in value.items()}
+        for messages in value.values():
+            for message, wording in messages.items():
+                problem = format_problem(str(message), str(wording)) if isinstance(wording, str) else None
+                if problem:
+                    errors.add(wording, f"`{where}`: {problem}", "keep the placeholders of the message as they are")
+        return checked
+
+
 PALETTE = Record({role: Field(HEX_COLOUR, required=True) for role in COLOUR_ROLES},
                  description="a colour palette", check_record=_check_palette)
 
@@ -89,6 +110,7 @@ THEME = Record({
         "rate": Field(Integer(minimum=80, maximum=400), default=165),
         "voices": Field(VoiceMap(), default={}),
     }, description="voice settings"), default=None),
+    "messages": Field(MessageOverrides(), default={}),
 }, description="theme settings")
 
 
@@ -130,6 +152,17 @@ class Theme:
     braille: dict                    # cells_per_line, lines_per_page, page_number ("bottom" or "top")
     audio_formats: tuple[str, ...] = AUDIO_CONTAINERS     # the narration files a build makes (mp3, m4b)
     voice_engine: str = "system"        # "system" (pyttsx3) or "piper" (neural); --voice-engine overrides it
+    message_overrides: dict = None      # language → {message: wording}, from the settings' `messages:`
+
+    def messages(self, language, where: str = "") -> Messages:
+        """The generated words of *language*; a language without a catalogue is an error at *where*
+        (the article's `language:` line when *language* carries its position)."""
+        found = messages_for(self.root, str(language), self.message_overrides)
+        if found is None:
+            raise no_catalogue(language, where or display_path(self.root / "theme.yaml"), self.root)
+        if found.untranslated():        # read (once per process) and checked: `publish check` finds it
+            raise incomplete(found, language, where or display_path(self.root / "theme.yaml"))
+        return found
 
     def file(self, relative: str) -> Path:
         """A file inside the theme folder (refusing anything that resolves outside it)."""
@@ -147,11 +180,12 @@ class Theme:
         rendering them (the EPUB's fourteen documents share their macros). A template edited meanwhile
         is still reloaded (Jinja2 checks its modification time).
         """
-        return _environment(self.root / "templates", folders)
+        return _environment(self.root / "templates", folders, self.messages("en"))
 
-    def render(self, folder: str, template: str, **context) -> str:
-        """Render templates/<folder>/<template>; a broken template is a located error, not a traceback."""
-        env = self.templates(folder)
+    def render(self, folder: str, template: str, words: Messages | None = None, **context) -> str:
+        """Render templates/<folder>/<template> with the generated *words* of the output's language (English
+        when none are given); a broken template is a located error, not a traceback."""
+        env = _environment(self.root / "templates", (folder,), words or self.messages("en"))
         try:
             return env.get_template(template).render(**context)
         except jinja2.TemplateSyntaxError as exc:
@@ -170,13 +204,19 @@ class Theme:
                                        "compare it with the default theme's template")) from None
 
 
-@functools.lru_cache(maxsize=16)
-def _environment(base: Path, folders: tuple[str, ...]) -> jinja2.Environment:
-    return jinja2.Environment(
+@functools.lru_cache(maxsize=32)
+def _environment(base: Path, folders: tuple[str, ...], words: Messages) -> jinja2.Environment:
+    """One environment per language: its words are globals, which the macros imported from _blocks/ see too."""
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(base / f) for f in folders] + [str(base / "_blocks")]),
         autoescape=True, undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    env.install_gettext_translations(words, newstyle=True)     # placeholders by name, escaped: _("… %(n)s", n=…)
+    env.globals.update(number=words.number, long_date=words.date, quote=words.quote, join_list=words.join,
+                       language_name=words.language_name)
+    return env
 
 
 def load_theme(root: Path) -> Theme:
@@ -215,6 +255,7 @@ def load_theme(root: Path) -> Theme:
         braille={"cells_per_line": int(braille["cells_per_line"]), "lines_per_page": int(braille["lines_per_page"]),
                  "page_number": str(braille["page_number"])},
         audio_formats=audio_containers(data["audio_formats"] or AUDIO_CONTAINERS),
+        message_overrides=data["messages"] or {},
     )
 
 

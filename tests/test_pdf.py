@@ -243,7 +243,7 @@ def printed_text(path: Path, article) -> str:
     markers, after the page's text: they are taken out, as they would
     otherwise sit inside a sentence that runs from one page to the next.
     """
-    furniture = re.compile("|".join([r"Page \d+ of \d+", r"Last reviewed: (not yet recorded|\d{4}-\d{2}-\d{2})",
+    furniture = re.compile("|".join([r"Page \d+ of \d+", r"Last reviewed: (not yet recorded|\d{1,2} \w+ \d{4})",
                                      re.escape(article.metadata.short_title), re.escape(ORGANISATION)]))
     lines = []
     for line in poppler("pdftotext", "-raw", path, "-").replace("\f", "\n").splitlines():

@@ -237,11 +237,11 @@ def test_a_voice_model_file_from_the_theme_folder(tmp_path):
 
 
 def test_a_language_without_a_neural_voice_is_narrated_by_the_system_voice_with_a_warning(tmp_path):
-    source = tmp_path / "acide-folique.yaml"
-    source.write_text("title: L'acide folique\nlanguage: fr\nbody:\n  - p: Prenez-en chaque jour.\n")
+    source = tmp_path / "acido-folico.yaml"
+    source.write_text("title: El ácido fólico\nlanguage: es\nbody:\n  - p: Tómelo todos los días.\n")
     report, stderr = narrate(source, "--voice-engine", "piper")
-    assert report["voice"]["engine"] == "system" and report["synthesized"] == report["utterances"]
-    assert "warning: no neural voice for the language `fr`" in stderr
+    assert report["voice"] == {"engine": "system", "name": "es"} and report["synthesized"] == report["utterances"]
+    assert "warning: no neural voice for the language `es`" in stderr
 
 
 def test_check_warns_about_capital_abbreviations_no_one_expands(tmp_path):

@@ -94,11 +94,11 @@ def nav_tree(article: Article, parts: list[Part]) -> list[ContentsEntry]:
     return tree
 
 
-def landmarks(parts: list[Part]) -> list[dict]:
+def landmarks(parts: list[Part], words) -> list[dict]:
     """The landmarks reading systems offer as shortcuts: cover, contents, the article, and what applies after it."""
-    marks = [{"type": "cover", "href": "cover.xhtml", "text": "Cover"},
-             {"type": "toc", "href": "nav.xhtml#toc", "text": "Contents"},
-             {"type": "bodymatter", "href": parts[0].file_name, "text": "Start of the article"}]
+    marks = [{"type": "cover", "href": "cover.xhtml", "text": words.gettext("Cover")},
+             {"type": "toc", "href": "nav.xhtml#toc", "text": words.gettext("Contents")},
+             {"type": "bodymatter", "href": parts[0].file_name, "text": words.gettext("Start of the article")}]
     trailing = []
     for part in reversed(parts):            # the back matter is what follows the article's last section
         if not part.back_matter:
@@ -166,6 +166,7 @@ class EpubStage:
 
         m = article.metadata
         lang = m.language
+        words = theme.messages(lang)
         publisher = m.publisher or theme.organisation
         book = epub.EpubBook()
         book.set_identifier(m.identifier)
@@ -179,7 +180,7 @@ class EpubStage:
             if subject:
                 book.add_metadata("DC", "subject", subject)
         book.add_metadata(None, "meta", "reflowable", {"property": "rendition:layout"})
-        for prop, value in self.accessibility(article, theme, publisher):
+        for prop, value in self.accessibility(article, theme, publisher, words):
             book.add_metadata(None, "meta", value, {"property": prop})
 
         images = {image.id: (f"images/{image.id}{image.path.suffix.lower()}", image) for image in article.images()}
@@ -193,12 +194,12 @@ class EpubStage:
         toc = nav_tree(article, parts)
 
         cover = self.document("cover", "cover.xhtml", theme.render(
-            "epub", "cover.xhtml", article=article, lang=lang, publisher=publisher, contact=theme.contact, logo=logo))
+            "epub", "cover.xhtml", words, article=article, lang=lang, publisher=publisher, contact=theme.contact, logo=logo))
         nav = self.document("nav", "nav.xhtml", theme.render(
-            "epub", "nav.xhtml", toc=toc, landmarks=landmarks(parts), lang=lang))
+            "epub", "nav.xhtml", words, toc=toc, landmarks=landmarks(parts, words), lang=lang))
         nav.properties = ["nav"]
         documents = [self.document(f"part{n:02d}", part.file_name, theme.render(
-            "epub", "content.xhtml", article=article, blocks=part.blocks, first=part.first,
+            "epub", "content.xhtml", words, article=article, blocks=part.blocks, first=part.first,
             title=part.title, lang=lang, opts=opts, stylesheets=stylesheets)) for n, part in enumerate(parts)]
         for item in (cover, nav, *documents):
             book.add_item(item)
@@ -257,8 +258,11 @@ class EpubStage:
         return epub.Link(entry.target, entry.text, entry.target.replace("#", "-").replace(".", "-"))
 
     @staticmethod
-    def accessibility(article: Article, theme: Theme, publisher: str) -> list[tuple[str, str]]:
-        """The schema.org accessibility metadata of EPUB Accessibility 1.1, and the conformance claim."""
+    def accessibility(article: Article, theme: Theme, publisher: str, words) -> list[tuple[str, str]]:
+        """The schema.org accessibility metadata of EPUB Accessibility 1.1, and the conformance claim.
+
+        The vocabulary's values and the conformance claim are identifiers, never translated; the summary
+        is prose: the article's own, else the theme's, in the article's language through the catalogue."""
         features = ["structuralNavigation", "tableOfContents", "readingOrder", "displayTransformability",
                     "ARIA",        # DPUB-ARIA roles beside every epub:type, sections labelled by their headings
                     "unlocked"]    # no DRM: any reading system and assistive technology can open it
@@ -269,7 +273,8 @@ class EpubStage:
             ("schema:accessModeSufficient", "textual"),
             *(("schema:accessibilityFeature", feature) for feature in features),
             ("schema:accessibilityHazard", "none"),
-            ("schema:accessibilitySummary", article.metadata.accessibility_summary or theme.accessibility_summary),
+            ("schema:accessibilitySummary",
+             article.metadata.accessibility_summary or words.gettext(theme.accessibility_summary)),
             ("dcterms:conformsTo", CONFORMS_TO),
             ("a11y:certifiedBy", publisher),
         ]

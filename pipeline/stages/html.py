@@ -61,7 +61,8 @@ class HtmlStage:
         audio = None
         if ctx.has("audio"):
             file = player(article, theme)
-            audio = {"file": file, "kind": "MP3" if file.endswith(".mp3") else "M4B audiobook",
+            words = theme.messages(article.metadata.language)
+            audio = {"file": file, "kind": "MP3" if file.endswith(".mp3") else words.gettext("M4B audiobook"),
                      "vtt": f"{article.slug}.vtt", "transcript": f"{article.slug}.transcript.txt",
                      # written by the audio stage, not copied here: the page only refers to it
                      "timings": f"{article.slug}.timings.js"}
@@ -69,7 +70,7 @@ class HtmlStage:
             written.append(workdir / "player.js")
         opts = {"epub": False, "sentence_ids": True, "print_urls": False, "listen": audio is not None,
                 "image_url": lambda image: image.path.name}
-        page = theme.render("html", "page.html", article=article, theme=theme, opts=opts, assets=assets,
+        page = theme.render("html", "page.html", theme.messages(article.metadata.language), article=article, theme=theme, opts=opts, assets=assets,
                             audio=audio, toc=table_of_contents(article))
         target = workdir / f"{article.slug}.html"
         target.write_text(page, encoding="utf-8")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -205,8 +206,9 @@ class PdfStage:
                 "image_url": lambda image: image.path.resolve().as_uri(),
                 # decorative images are drawn as backgrounds of this size: artifacts, not figures
                 "image_size": lambda image: image_size_pt(image.path)}
+        words = theme.messages(article.metadata.language)
         html = theme.render(
-            "pdf", "handout.html", article=article, theme=theme, opts=opts,
+            "pdf", "handout.html", words, article=article, theme=theme, opts=opts,
             paper=theme.paper,
             stylesheet="",                  # given to WeasyPrint parsed (parsed_stylesheet), not linked
             logo_url=theme.logo.path.resolve().as_uri() if theme.logo else "",
@@ -222,7 +224,8 @@ class PdfStage:
             stylesheet, fonts = parsed_stylesheet(theme, self.stylesheet, fetcher)
             document = weasyprint.HTML(string=html, base_url=source_folder.as_uri() + "/",
                                        url_fetcher=fetcher).render(
-                stylesheets=[stylesheet], font_config=fonts, pdf_variant="pdf/ua-1")
+                stylesheets=[stylesheet, weasyprint.CSS(string=page_number_css(words))], font_config=fonts,
+                pdf_variant="pdf/ua-1")
             # pdf_identifier=True: the file ID is a hash of the content, not random.
             document.write_pdf(rendered, pdf_variant="pdf/ua-1", pdf_identifier=True)
         except Refused as exc:
@@ -232,6 +235,19 @@ class PdfStage:
         rendered.unlink()
         ctx.report.setdefault(self.name, {})["pages"] = len(document.pages)
         return [target]
+
+
+def page_number_css(words) -> str:
+    """The footer's "Page 1 of 4" in the article's language: the catalogue's message as CSS generated content,
+    its text as CSS strings around the page counters (CSS cannot call gettext, so the rule is written here)."""
+    parts = re.split(r"%\((pages?)\)s", words.gettext("Page %(page)s of %(pages)s"))
+    content = []
+    for n, part in enumerate(parts):
+        if n % 2:
+            content.append(f"counter({part})")
+        elif part:
+            content.append('"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return "@page { @bottom-right { content: %s; } }" % " ".join(content)
 
 
 def finish(rendered: Path, target: Path, article: Article) -> None:

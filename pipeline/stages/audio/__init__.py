@@ -53,7 +53,8 @@ class AudioStage:
         m = article.metadata
         publisher = m.publisher or theme.organisation
         lexicon = load_lexicon(theme.root, m.language).with_article(article)
-        utterances, chapters = write_script(article, lexicon, publisher)
+        words = theme.messages(m.language)
+        utterances, chapters = write_script(article, lexicon, publisher, words)
         cache = ctx.cache_dir or workdir / "cache"
         voice = choose(theme.voice_engine, theme.voices, m.language, theme.root)
         synth = Synthesizer(voice, m.language, theme.voice_rate, cache)
@@ -95,8 +96,10 @@ class AudioStage:
         tags = {"title": m.title, "artist": publisher, "album": publisher, "date": date, "language": language,
                 "genre": "Speech",
                 # the narrator: audiobook players (Audiobookshelf among them) read it from the composer tag
-                "composer": f"{voice.voice} ({voice.engine} speech engine)",
-                "comment": f"Narrated by the voice {voice.voice} ({voice.engine} speech engine)"}
+                "composer": words.gettext("%(voice)s (%(engine)s speech engine)")
+                % {"voice": voice.voice, "engine": voice.engine},
+                "comment": words.gettext("Narrated by the voice %(voice)s (%(engine)s speech engine)")
+                % {"voice": voice.voice, "engine": voice.engine}}
         titles = [c.title for c in chapters]
         when = timings(heard, chapter_times(sound, titles, codecs[0]), [c.heading_id for c in chapters],
                        files[f".{codecs[0].container}"].name)

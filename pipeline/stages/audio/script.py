@@ -10,39 +10,47 @@ closed ("End of warning."), a quotation is framed ("Quote: … End quote, from
 """
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass
 
 from ...model import (
     Article, Callout, Disclaimer, Faq, Glossary, Image, KeyPoints, ListBlock, Paragraph, Quote, References,
     Related, Section, Summary, Table,
 )
+from ...i18n import N_, Messages, untranslated
 from .lexicon import Lexicon
 
 # pauses after an utterance, in seconds
 PAUSES = {"sentence": 0.35, "paragraph": 0.8, "heading": 0.6, "section": 1.5, "end": 0.0}
 
-NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-                "fifteen sixteen seventeen eighteen nineteen twenty").split()
+# How a callout is closed, by kind: a message each, since a language may inflect the kind ("Fin de la nota").
+CALLOUT_ENDS = {"warning": N_("End of warning."), "caution": N_("End of caution."), "note": N_("End of note."),
+                "tip": N_("End of tip.")}
 
 
-ORDINAL_WORDS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth "
-                 "thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth").split()
+def sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
-def count_words(n: int) -> str:
-    return NUMBER_WORDS[n] if n < len(NUMBER_WORDS) else str(n)
+def count_words(n: int, words: Messages) -> str:
+    """A count as the listener hears it best: "six" (the catalogue's words up to twenty), else its digits,
+    which the voice of the article's language reads in that language."""
+    # Translators: the numbers zero to twenty in words, separated by spaces, as they count things ("two items");
+    # leave the translation as digits ("0 1 2 …") where the language reads digits better.
+    names = words.gettext("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+                          "fourteen fifteen sixteen seventeen eighteen nineteen twenty").split()
+    return names[n] if n < len(names) else words.number(n)
 
 
-def long_date(iso: str) -> str:
-    """2026-03-16 → "16 March 2026": read as a date, not as the numbers of a range."""
-    year, month, day = (int(part) for part in iso.split("-"))
-    return f"{day} {calendar.month_name[month]} {year}"
-
-
-def sub_point_lead(n: int) -> str:
+def sub_point_lead(n: int, words: Messages) -> str:
     """How the n-th sub-point of an item begins: "First, ", "Second, " … ("Point 21: " past twenty)."""
-    return f"{ORDINAL_WORDS[n - 1].capitalize()}, " if n <= len(ORDINAL_WORDS) else f"Point {n}: "
+    # Translators: the ordinal words first to twentieth, separated by spaces, as sub-points of a list begin.
+    ordinals = words.gettext("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth "
+                             "thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth "
+                             "twentieth").split()
+    if n <= len(ordinals):
+        # Translators: how the n-th sub-point begins, before its text: "First, check …".
+        return words.gettext("%(ordinal)s, ") % {"ordinal": sentence_case(ordinals[n - 1])}
+    return words.gettext("Point %(number)s: ") % {"number": words.number(n)}
 
 
 @dataclass(frozen=True)
@@ -63,17 +71,20 @@ class Chapter:
 
 
 class ScriptWriter:
-    def __init__(self, article: Article, lexicon: Lexicon, publisher: str):
+    def __init__(self, article: Article, lexicon: Lexicon, publisher: str, words: Messages | None = None):
         self.article, self.lexicon, self.publisher = article, lexicon, publisher
+        self.words = words or untranslated()
+        self._ = self.words.gettext
         self.utterances: list[Utterance] = []
         self.chapters: list[Chapter] = []
         self.chapter = 0
 
     def say(self, uid: str, written: str, pause: str = "sentence", sources: tuple[str, ...] = ()) -> None:
         spoken = self.lexicon.speak(written)
-        if spoken and spoken[-1] not in ".?!":
+        if spoken and spoken[-1] not in ".?!。？！؟":         # (the full stops of Chinese and Arabic too)
             # a heading that ends in a colon ("… any of these:") ends its utterance with a full stop alone
-            spoken = spoken.rstrip(":;, ") + "."
+            # Translators: an utterance that has no full stop of its own (a heading) ends with the language's.
+            spoken = self._("%(text)s.") % {"text": spoken.rstrip(":;, ：，")}
         self.utterances.append(Utterance(uid, written, spoken, self.chapter, pause, sources or (uid,)))
 
     def sentences(self, sentences, last_pause: str = "paragraph", lead: str = "") -> None:
@@ -94,13 +105,15 @@ class ScriptWriter:
     # -- the whole article ---------------------------------------------------
     def write(self) -> tuple[list[Utterance], list[Chapter]]:
         a, m = self.article, self.article.metadata
-        self.chapters.append(Chapter(0, "Opening", a.title.id))
+        _ = self._
+        self.chapters.append(Chapter(0, _("Opening"), a.title.id))
         self.say(a.title.id, a.title.text, "heading")
         if a.subtitle:
             self.say(f"{a.title.id}-subtitle", "".join(s.text for s in a.subtitle), "heading")
-        self.say("opening-publisher", f"An audio version of the article from {self.publisher}.")
-        if m.date_reviewed:
-            self.say("opening-reviewed", f"Last reviewed {long_date(m.date_reviewed)}.")
+        self.say("opening-publisher", _("An audio version of the article from %(publisher)s.")
+                 % {"publisher": self.publisher})
+        if m.date_reviewed:       # read as a date ("16 de marzo de 2026"), not as the numbers of a range
+            self.say("opening-reviewed", _("Last reviewed %(date)s.") % {"date": self.words.date(m.date_reviewed)})
         self.end_pause("section")
         number = 0
         for block in a.blocks:
@@ -108,13 +121,21 @@ class ScriptWriter:
                 number += 1
                 self.chapter = number
                 self.chapters.append(Chapter(number, block.heading.text, block.heading.id))
-                self.say(block.heading.id, f"Section {number}: {block.heading.text}", "heading", (block.heading.id,))
+                self.say(block.heading.id, _("Section %(number)s: %(title)s")
+                         % {"number": self.words.number(number), "title": block.heading.text},
+                         "heading", (block.heading.id,))
             self.block(block)
             self.end_pause("section" if hasattr(block, "heading") else "paragraph")
-        self.say("closing", f"This is the end of the article from {self.publisher}. Thank you for listening.", "end")
+        self.say("closing", _("This is the end of the article from %(publisher)s. Thank you for listening.")
+                 % {"publisher": self.publisher}, "end")
         return self.utterances, self.chapters
 
+    def label(self, text: str) -> str:
+        # Translators: a label before its text, as in "Dose: 1000 mcg" (a table's column, a glossary term).
+        return self._("%(label)s: ") % {"label": text}
+
     def block(self, block) -> None:
+        _ = self._
         if isinstance(block, Paragraph):
             self.sentences(block.sentences)
         elif isinstance(block, Callout):
@@ -123,7 +144,7 @@ class ScriptWriter:
             self.quote(block)
         elif isinstance(block, Glossary):
             for entry in block.terms:
-                self.sentences(entry.definition, lead=f"{entry.term_text}: ")
+                self.sentences(entry.definition, lead=self.label(entry.term_text))
         elif isinstance(block, (Section, Summary, Disclaimer)):
             for child in block.blocks:
                 if isinstance(child, Section):        # a subsection: announced by its heading alone
@@ -131,50 +152,53 @@ class ScriptWriter:
                 self.block(child)
                 self.end_pause("paragraph")
         elif isinstance(block, KeyPoints):
-            self.items(block.items, f"{block.id}-count", "key point", "key points")
+            count = self.words.ngettext("One key point.", "%(num)s key points.", len(block.items))
+            self.items(block.items, f"{block.id}-count", count, _("Key point %(number)s: "))
         elif isinstance(block, ListBlock):
-            self.items(block.items, f"{block.id}-count", "item", "items", numbered=block.ordered, prefix="A list of ")
+            count = self.words.ngettext("A list of one item.", "A list of %(num)s items.", len(block.items))
+            self.items(block.items, f"{block.id}-count", count, _("Item %(number)s: ") if block.ordered else "")
         elif isinstance(block, Table):
             self.table(block)
         elif isinstance(block, Faq):
             for item in block.items:
-                self.say(item.question.id, f"Question: {item.question.text}", "sentence", (item.question.id,))
+                self.say(item.question.id, _("Question: %(question)s") % {"question": item.question.text},
+                         "sentence", (item.question.id,))
                 for paragraph in item.answer:
-                    self.sentences(paragraph.sentences, lead="Answer: ")
+                    self.sentences(paragraph.sentences, lead=_("Answer: "))
         elif isinstance(block, Related):
             for link in block.links:
                 self.say(link.id, link.title_text, "sentence")
                 self.sentences(link.description)
         elif isinstance(block, References):
             for n, ref in enumerate(block.items, 1):
-                self.sentences(ref.sentences, lead=f"Reference {count_words(n)}: ")
+                self.sentences(ref.sentences, lead=_("Reference %(number)s: ") % {"number": count_words(n, self.words)})
         elif isinstance(block, Image) and not block.decorative:
-            self.say(f"{block.id}-alt", f"Picture: {block.alt}", "sentence")
+            self.say(f"{block.id}-alt", _("Picture: %(alt)s") % {"alt": block.alt}, "sentence")
             self.sentences(block.caption)
-            self.sentences(block.long_description, lead="Description: ")
+            self.sentences(block.long_description, lead=_("Description: "))
 
     def callout(self, callout: Callout) -> None:
         """Announced by its kind, set apart by pauses, and read through: never counted as key points."""
         self.end_pause("paragraph")
-        self.say(f"{callout.id}-kind", f"{callout.label}.", "heading", (callout.title.id,))
+        self.say(f"{callout.id}-kind", self._("%(kind)s.") % {"kind": self._(callout.label)}, "heading", (callout.title.id,))
         if callout.title.spans:
             self.say(callout.title.id, callout.title.text, "heading")
         for child in callout.blocks:
             self.block(child)
             self.end_pause("paragraph")
-        self.say(f"{callout.id}-end", f"End of {callout.label.lower()}.", "paragraph")
+        self.say(f"{callout.id}-end", self._(CALLOUT_ENDS[callout.callout_kind]), "paragraph")
 
     def quote(self, quote: Quote) -> None:
-        self.sentences(quote.sentences, "sentence", lead="Quote: ")
-        ending = f"End quote, from {quote.attribution_text}." if quote.attribution else "End quote."
+        self.sentences(quote.sentences, "sentence", lead=self._("Quote: "))
+        ending = (self._("End quote, from %(source)s.") % {"source": quote.attribution_text} if quote.attribution
+                  else self._("End quote."))
         self.say(f"{quote.id}-end", ending, "paragraph")
 
-    def items(self, items, count_id: str, singular: str, plural: str, numbered: bool = True, prefix: str = "") -> None:
-        counted = f"{count_words(len(items))} {plural if len(items) != 1 else singular}"
-        self.say(count_id, f"{prefix}{counted}." if prefix else f"{counted.capitalize()}.", "sentence")
+    def items(self, items, count_id: str, count: str, lead: str) -> None:
+        """Counted ("Six key points."), then each item, led by its number when *lead* has one ("Item 2: ")."""
+        self.say(count_id, sentence_case(count % {"num": count_words(len(items), self.words)}), "sentence")
         for n, item in enumerate(items, 1):
-            lead = f"{singular.capitalize()} {n}: " if numbered or singular == "key point" else ""
-            self.item(item, lead)
+            self.item(item, lead % {"number": self.words.number(n)} if lead else "")
 
     def item(self, item, lead: str) -> None:
         """One list item, then its sub-points, each read as a sub-point of it ("First, …", "Second, …")."""
@@ -185,26 +209,35 @@ class ScriptWriter:
             self.sentences(item.sentences, lead=lead)
         if item.sublist:
             points = item.sublist.items
-            self.say(f"{item.sublist.id}-count", f"{count_words(len(points)).capitalize()} "
-                     f"{'sub-points' if len(points) != 1 else 'sub-point'}.", "sentence")
+            count = self.words.ngettext("One sub-point.", "%(num)s sub-points.", len(points))
+            self.say(f"{item.sublist.id}-count", sentence_case(count % {"num": count_words(len(points), self.words)}),
+                     "sentence")
             for n, point in enumerate(points, 1):
-                self.item(point, sub_point_lead(n))
+                self.item(point, sub_point_lead(n, self.words))
             self.end_pause("paragraph")
 
     def table(self, table: Table) -> None:
-        rows = len(table.rows)
-        self.say(f"{table.id}-caption", f"A table: {table.caption_text}. It compares "
-                 f"{', '.join(c.text for c in table.columns[:-1])} and {table.columns[-1].text}, "
-                 f"by {table.corner.text.lower()}, in {count_words(rows)} rows.", "paragraph")
+        rows, names = len(table.rows), [c.text for c in table.columns]
+        # Translators: the last two of a list of names: "dose, timing and form".
+        columns = (self._("%(first)s and %(last)s") % {"first": ", ".join(names[:-1]), "last": names[-1]}
+                   if len(names) > 1 else names[0])
+        said = self.words.ngettext("A table: %(caption)s. It compares %(columns)s, by %(corner)s, in one row.",
+                                   "A table: %(caption)s. It compares %(columns)s, by %(corner)s, in %(num)s rows.",
+                                   rows)
+        self.say(f"{table.id}-caption", said % {"caption": table.caption_text, "columns": columns,
+                                                "corner": table.corner.text.lower(),
+                                                "num": count_words(rows, self.words)}, "paragraph")
         for row in table.rows:
             self.say(row.id, row.header.text, "sentence", tuple(s.id for s in row.header.sentences) or (row.id,))
             for column, cell in zip(table.columns, row.cells):
-                self.sentences(cell.sentences, "sentence", lead=f"{column.text}: ")
+                self.sentences(cell.sentences, "sentence", lead=self.label(column.text))
             self.end_pause("paragraph")
 
 
-def write_script(article: Article, lexicon: Lexicon, publisher: str) -> tuple[list[Utterance], list[Chapter]]:
-    return ScriptWriter(article, lexicon, publisher).write()
+def write_script(article: Article, lexicon: Lexicon, publisher: str,
+                 words: Messages | None = None) -> tuple[list[Utterance], list[Chapter]]:
+    """The script in the article's language: *words* are its generated words (English messages when None)."""
+    return ScriptWriter(article, lexicon, publisher, words).write()
 
 
 def transcript(article: Article, utterances: list[Utterance], chapters: list[Chapter]) -> str:

@@ -11,9 +11,9 @@ theme (40 cells × 25 lines unless it says otherwise).
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
+from ...i18n import Messages
 from ...model import Article
 from ...theme import Theme
 from .. import BuildContext
@@ -28,18 +28,21 @@ def page_size(theme: Theme) -> PageSize:
                     number_at=settings["page_number"])
 
 
-def braille_system(table: str, contracted: bool) -> str:
+def braille_system(table: str, contracted: bool, words: Messages) -> str:
     """How the title page names the braille code."""
     if table.startswith("en-ueb"):
-        return "Unified English Braille" + ("" if contracted else ", uncontracted")
-    return f"braille ({'contracted' if contracted else 'uncontracted'}, liblouis table {table})"
+        return words.gettext("Unified English Braille") if contracted else \
+            words.gettext("Unified English Braille, uncontracted")
+    return (words.gettext("braille (contracted, liblouis table %(table)s)") if contracted else
+            words.gettext("braille (uncontracted, liblouis table %(table)s)")) % {"table": table}
 
 
 def title_page(article: Article, theme: Theme, table: str, size: PageSize, epoch: int,
-               total_pages: int) -> list[list[str]]:
-    """BANA's title page: title, subtitle, organisation, dates, the braille code and the number of pages."""
+               total_pages: int, words: Messages) -> list[list[str]]:
+    """BANA's title page: title, subtitle, organisation, dates, the braille code and the number of pages,
+    in the article's language (a date in words: in braille an ISO date is a run of number signs and hyphens)."""
     m = article.metadata
-    out = Transcriber(article, table, size)
+    out = Transcriber(article, table, size, words)
     out.centred(out.inline(article.title.spans, marks=False))
     if article.subtitle:
         out.pages.blank()
@@ -49,23 +52,17 @@ def title_page(article: Article, theme: Theme, table: str, size: PageSize, epoch
     if theme.contact:
         out.centred(out.plain(theme.contact))
     if m.date_published:
-        out.centred(out.plain(f"Published {spoken_date(m.date_published)}"))
+        out.centred(out.plain(words.gettext("Published %(date)s") % {"date": words.date(m.date_published)}))
     if m.date_reviewed:
-        out.centred(out.plain(f"Reviewed {spoken_date(m.date_reviewed)}"))
+        out.centred(out.plain(words.gettext("Reviewed %(date)s") % {"date": words.date(m.date_reviewed)}))
     out.pages.blank()
-    system = braille_system(table, louis.table_for(m.language)[1])
-    out.centred(out.plain(f"Transcribed in {system}, {time.strftime('%B %Y', time.gmtime(epoch))}"))
+    system = braille_system(table, louis.table_for(m.language)[1], words)
+    out.centred(out.plain(words.gettext("Transcribed in %(system)s, %(month)s")
+                          % {"system": system, "month": words.month_year(epoch)}))
     out.pages.blank()
-    out.centred(out.plain(f"{total_pages} braille pages"))
+    out.centred(out.plain(words.ngettext("%(num)s braille page", "%(num)s braille pages", total_pages)
+                          % {"num": words.number(total_pages)}))
     return out.pages.paginate()
-
-
-def spoken_date(iso: str) -> str:
-    """"2026-01-15" → "15 January 2026": in braille an ISO date is a run of number signs and hyphens."""
-    try:
-        return time.strftime("%-d %B %Y", time.strptime(iso, "%Y-%m-%d"))
-    except ValueError:
-        return iso
 
 
 def transcribe(article: Article, theme: Theme, epoch: int) -> tuple[bytes, dict]:
@@ -73,14 +70,15 @@ def transcribe(article: Article, theme: Theme, epoch: int) -> tuple[bytes, dict]
     table, contracted = louis.table_for(article.metadata.language)
     louis.check_table(table)
     size = page_size(theme)
-    out = Transcriber(article, table, size)
+    words = theme.messages(article.metadata.language)
+    out = Transcriber(article, table, size, words)
     out.centred(out.inline(article.title.spans, marks=False))     # the text opens with its title, as in print
     out.pages.blank()
     out.blocks(article.blocks)
     body = out.pages.paginate()
     # the title page states the number of pages, its own included: count it first
-    title_pages = len(title_page(article, theme, table, size, epoch, 0))
-    title = title_page(article, theme, table, size, epoch, title_pages + len(body))
+    title_pages = len(title_page(article, theme, table, size, epoch, 0, words))
+    title = title_page(article, theme, table, size, epoch, title_pages + len(body), words)
     pages = title + [number_page(page, n, size) for n, page in enumerate(body, 1)]
     return brf(pages), {"table": table, "contracted": contracted, "pages": len(pages),
                         "cells": size.cells, "lines": size.lines}

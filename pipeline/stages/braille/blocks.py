@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ...errors import InternalError, Problem
+from ...i18n import Messages, untranslated
 from ...model import (Article, Callout, Disclaimer, Faq, Glossary, Heading, Image, KeyPoints, ListBlock, ListItem,
                       Paragraph, Quote, Related, References, Section, Sentence, Span, Summary, Table, plain)
 from . import louis
@@ -30,6 +31,7 @@ class Transcriber:
     article: Article
     table: str
     size: PageSize
+    words: Messages = field(default_factory=untranslated)      # the generated words of the article's language
     expanded: set[str] = field(default_factory=set)     # abbreviations already given with their expansion
     pages: Pages = field(init=False)                   # the lines written so far
 
@@ -179,8 +181,8 @@ def table(block: Table, out: Transcriber) -> None:
     out.pages.blank()
     if block.caption:
         out.pages.add(wrap(out.inline(block.caption, marks=False), out.size.cells, 4, 4), keep_with_next=True)
-    out.note(out.plain(f"The table is listed: each {block.corner.text.lower() or 'row'} is followed by "
-                       f"its entry in each column."))
+    out.note(out.plain(out.words.gettext("The table is listed: each %(row)s is followed by its entry in each "
+                                         "column.") % {"row": block.corner.text.lower() or out.words.gettext("row")}))
     for row in block.rows:
         out.pages.add(wrap(out.sentences(row.header.sentences), out.size.cells, 0, 4), keep_with_next=True)
         for column, cell in zip(block.columns, row.cells):
@@ -193,11 +195,12 @@ def image(block: Image, out: Transcriber) -> None:
     """The alt text in a transcriber's note, the caption, then the long description in a note of its own:
     the order in which every other format gives them."""
     if not block.decorative:
-        out.note(out.plain(f"Image: {block.alt}"))
+        out.note(out.plain(out.words.gettext("Image: %(alt)s") % {"alt": block.alt}))
     if block.caption:
         out.paragraph(out.sentences(block.caption))
     if block.long_description:
-        out.note(out.plain("Description of the picture: ") + out.sentences(block.long_description))
+        out.note(out.plain(out.words.gettext("Description of the picture:") + " ")
+                 + out.sentences(block.long_description))
 
 
 def section(block: Section, out: Transcriber) -> None:
@@ -216,7 +219,8 @@ def key_points(block: KeyPoints, out: Transcriber) -> None:
 def callout(block: Callout, out: Transcriber) -> None:
     """A warning, caution, note or tip: boxed like the summary, its kind in words before its title
     ("Warning: Get medical help today"), since braille has no colour or icon to say it."""
-    kind = Span(f"{block.label}: " if block.title.spans else block.label)
+    label = out.words.gettext(block.label)
+    kind = Span(f"{label}: " if block.title.spans else label)
     boxed(replace(block.title, spans=(kind, *block.title.spans)), out, lambda: out.blocks(block.blocks))
 
 
