@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import Problem, PublishError, display_path
+from ..i18n import N_
 from ..model import Article
 from ..theme import Theme
 from . import BuildContext
@@ -37,8 +38,8 @@ from .epub import EpubStage
 ACTIVE_CLASS = "read-aloud-active"
 STYLESHEET = "read-aloud.css"
 # added to the accessibility summary of the text-only EPUB (the article's or the theme's)
-SUMMARY = ("Every sentence and heading is also narrated by a synthetic voice, synchronized with the text: "
-           "a reading system that plays media overlays highlights each sentence as it is heard.")
+SUMMARY = N_("Every sentence and heading is also narrated by a synthetic voice, synchronized with the text: "
+              "a reading system that plays media overlays highlights each sentence as it is heard.")
 # A headed block's id names the block (a section, a callout, a question); its heading's text is the element
 # with this suffix (blocks.html's heading macro). The narration points at the block; the overlay at its heading.
 HEADING_SUFFIX = "-h"
@@ -227,10 +228,10 @@ class ReadAloudStage(EpubStage):
                                        "the read-aloud EPUB", f"copy it from themes/default/css/{STYLESHEET}"))
 
     @staticmethod
-    def accessibility(article: Article, theme: Theme, publisher: str) -> list[tuple[str, str]]:
+    def accessibility(article: Article, theme: Theme, publisher: str, words) -> list[tuple[str, str]]:
         """The text-only EPUB's claims, and the narration's: it can be heard, read, or both at once."""
         claims = []
-        for prop, value in EpubStage.accessibility(article, theme, publisher):
+        for prop, value in EpubStage.accessibility(article, theme, publisher, words):
             if prop == "schema:accessMode":
                 claims += [(prop, value), (prop, "auditory")]
             elif prop == "schema:accessModeSufficient":
@@ -239,7 +240,7 @@ class ReadAloudStage(EpubStage):
             elif prop == "schema:accessibilityHazard":
                 claims += [("schema:accessibilityFeature", "synchronizedAudioText"), (prop, value)]
             elif prop == "schema:accessibilitySummary":
-                claims.append((prop, f"{value} {SUMMARY}"))
+                claims.append((prop, f"{value} {words.gettext(SUMMARY)}"))
             else:
                 claims.append((prop, value))
         return claims
