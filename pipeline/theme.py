@@ -14,6 +14,7 @@ import jinja2
 
 from .errors import Problem, PublishError, display_path
 from .schema import Boolean, Errors, Field, Integer, ListOf, Record, Spec, Text, validate
+from .scripts import direction
 from .stages import AUDIO_CONTAINERS
 from .yamlfile import LDict, read_yaml
 
@@ -144,7 +145,9 @@ class Theme:
         rendering them (the EPUB's fourteen documents share their macros). A template edited meanwhile
         is still reloaded (Jinja2 checks its modification time).
         """
-        return _environment(self.root / "templates", folders)
+        env = _environment(self.root / "templates", folders)
+        env.filters.setdefault("direction", direction)     # `{{ language | direction }}`: rtl or ltr
+        return env
 
     def render(self, folder: str, template: str, **context) -> str:
         """Render templates/<folder>/<template>; a broken template is a located error, not a traceback."""

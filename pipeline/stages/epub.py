@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import Problem, PublishError, display_path
 from ..model import HEADED, Article, ContentsEntry, Section
+from ..scripts import direction
 from ..theme import Theme
 from . import BuildContext, package_version
 
@@ -148,6 +149,8 @@ class EpubStage:
         book.set_identifier(m.identifier)
         book.set_title(m.title)
         book.set_language(lang)
+        if direction(lang) == "rtl":          # the spine's page-progression-direction: pages turn right to left
+            book.set_direction("rtl")
         book.add_metadata("DC", "publisher", publisher)
         for name, value in (("description", m.description), ("rights", m.licence), ("date", m.date_published)):
             if value:
