@@ -22,6 +22,7 @@ JOINING_LETTER = regex.compile(r"(?V1)[[\p{jt=D}\p{jt=L}\p{jt=R}\p{jt=C}]--\p{Cf
 # An emoji ZWJ sequence: a pictograph (perhaps with a skin tone or VARIATION SELECTOR-16) ZWJ a pictograph.
 PICTOGRAPH = regex.compile(r"\p{Extended_Pictographic}")
 PICTOGRAPH_TAIL = regex.compile(r"[\p{Extended_Pictographic}\p{Emoji_Modifier}\uFE0F]")
+EMOJI = regex.compile(r"[\p{Emoji_Presentation}\p{Emoji_Modifier}\p{Regional_Indicator}]")
 
 
 @functools.lru_cache(maxsize=256)
@@ -80,7 +81,10 @@ def fonts_for(theme_fonts: dict, language: str) -> list[str]:
 def font_css(theme_fonts: dict) -> str:
     """CSS that sets text in each language listed in the theme in its fonts: `:lang(ar) {font-family: …}`, the
     shorter tags first so that `zh-Hant` overrides `zh`. It applies to a whole document and to a phrase in
-    another language alike. Family names are checked by the theme's schema (letters, digits, spaces, dashes)."""
+    another language alike. Family names are checked by the theme's schema (letters, digits, spaces, dashes).
+
+    The emoji font is not named in the CSS: it also has the digits (for keycap sequences), and WeasyPrint
+    then drew an Arabic article's digits from it, widely spaced. Pango's fallback finds it for emoji alone."""
     rules = []
     for language in sorted(theme_fonts.get("languages", {}), key=lambda tag: (tag.count("-"), tag)):
         families = ", ".join(f'"{family}"' for family in fonts_for(theme_fonts, language))
@@ -164,6 +168,10 @@ def missing_glyphs(texts: list[tuple[str, str]], theme_fonts: dict, theme_root: 
             if ord(ch) in covered[language] or ch in missing or needs_no_glyph(ch):
                 continue
             families = tuple(fonts_for(theme_fonts, language))
+            if PICTOGRAPH_TAIL.fullmatch(ch) or EMOJI.fullmatch(ch):
+                families = tuple(theme_fonts.get("emoji", []))
+                if any(ord(ch) in characters_of(font) for family in families for font in known.get(family.lower(), [])[:1]):
+                    continue
             missing[ch] = MissingGlyph(ch, language, families,
                                        tuple(family for family in families if family.lower() not in known))
     return list(missing.values())

@@ -7,14 +7,16 @@ with autoescaping always on, so source text can never become markup.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup
 
 from .errors import Problem, PublishError, display_path
 from .schema import Boolean, Errors, Field, Integer, ListOf, Record, Spec, Text, validate
-from .scripts import direction
+from .scripts import direction, font_css
 from .stages import AUDIO_CONTAINERS
 from .yamlfile import LDict, read_yaml
 
@@ -55,6 +57,32 @@ class VoiceMap(Spec):
         return {str(k): Text(min_length=1, max_length=300).check(v, errors, f"{where}.{k}") for k, v in value.items()}
 
 
+FONT_FAMILY = Text(pattern=r"[A-Za-z0-9][A-Za-z0-9 _-]{0,99}", description="a font family name",
+                  pattern_hint="write the family name as fontconfig lists it (`fc-list : family`), "
+                               "for example Noto Naskh Arabic")
+
+
+class FontMap(Spec):
+    """Language tag → font family, or a list of them tried in order (`ar: Noto Naskh Arabic`)."""
+
+    description = "a mapping of language to fonts"
+
+    def check(self, value, errors, where):
+        if not isinstance(value, LDict):
+            errors.add(value, f"`{where}` must be a mapping of language to font, e.g. `ar: Noto Naskh Arabic`",
+                       "write one `language: font` line per language")
+            return None
+        fonts = {}
+        for key, families in value.items():
+            if not re.fullmatch(r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*", str(key)):
+                errors.add(families, f"`{where}` has `{key}`, which is not a language tag",
+                           "use a BCP 47 tag such as ar, fa, zh or zh-Hant")
+                continue
+            names = families if isinstance(families, list) else [families]
+            fonts[str(key)] = [FONT_FAMILY.check(name, errors, f"{where}.{key}") for name in names]
+        return fonts
+
+
 PALETTE = Record({role: Field(HEX_COLOUR, required=True) for role in COLOUR_ROLES},
                  description="a colour palette", check_record=_check_palette)
 
@@ -82,6 +110,11 @@ THEME = Record({
         "lines_per_page": Field(Integer(minimum=10, maximum=60), default=25),
         "page_number": Field(Text(choices=("bottom", "top")), default="bottom"),
     }, description="braille page settings"), default=None),
+    "fonts": Field(Record({
+        "text": Field(ListOf(FONT_FAMILY, min_items=1), default=None),
+        "emoji": Field(ListOf(FONT_FAMILY), default=None),
+        "languages": Field(FontMap(), default={}),
+    }, description="font settings"), default=None),
     "voice": Field(Record({
         "engine": Field(Text(choices=("system", "piper")), default="system"),
         "rate": Field(Integer(minimum=80, maximum=400), default=165),
@@ -90,6 +123,10 @@ THEME = Record({
 }, description="theme settings")
 
 
+
+
+# A theme without `fonts:` sets every language in the bundled body font, and emoji in Noto Color Emoji.
+DEFAULT_FONTS = {"text": ["Atkinson Hyperlegible"], "emoji": ["Noto Color Emoji"], "languages": {}}
 
 
 def relative_luminance(hex_colour: str) -> float:
@@ -128,6 +165,12 @@ class Theme:
     braille: dict                    # cells_per_line, lines_per_page, page_number ("bottom" or "top")
     audio_formats: tuple[str, ...] = AUDIO_CONTAINERS     # the narration files a build makes (mp3, m4b)
     voice_engine: str = "system"        # "system" (pyttsx3) or "piper" (neural); --voice-engine overrides it
+    # {"text": [families every language falls back to], "emoji": [families], "languages": {tag: [families]}}
+    fonts: dict = field(default_factory=lambda: dict(DEFAULT_FONTS))
+
+    def font_css(self) -> Markup:
+        """`:lang()` rules that set each language listed in `fonts` in its fonts (for a <style> element)."""
+        return Markup(font_css(self.fonts))      # family names are checked by FONT_FAMILY: no quote can get in
 
     def file(self, relative: str) -> Path:
         """A file inside the theme folder (refusing anything that resolves outside it)."""
@@ -215,6 +258,9 @@ def load_theme(root: Path) -> Theme:
         braille={"cells_per_line": int(braille["cells_per_line"]), "lines_per_page": int(braille["lines_per_page"]),
                  "page_number": str(braille["page_number"])},
         audio_formats=audio_containers(data["audio_formats"] or AUDIO_CONTAINERS),
+        fonts={"text": [str(f) for f in (data["fonts"] or {}).get("text") or DEFAULT_FONTS["text"]],
+               "emoji": [str(f) for f in (data["fonts"] or {}).get("emoji") or DEFAULT_FONTS["emoji"]],
+               "languages": {k: [str(f) for f in v] for k, v in ((data["fonts"] or {}).get("languages") or {}).items()}},
     )
 
 

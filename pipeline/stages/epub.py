@@ -173,13 +173,14 @@ class EpubStage:
         toc = nav_tree(article, parts)
 
         cover = self.document("cover", "cover.xhtml", theme.render(
-            "epub", "cover.xhtml", article=article, lang=lang, publisher=publisher, contact=theme.contact, logo=logo))
+            "epub", "cover.xhtml", article=article, lang=lang, publisher=publisher, contact=theme.contact, logo=logo,
+            font_css=theme.font_css()))
         nav = self.document("nav", "nav.xhtml", theme.render(
-            "epub", "nav.xhtml", toc=toc, landmarks=landmarks(parts), lang=lang))
+            "epub", "nav.xhtml", toc=toc, landmarks=landmarks(parts), lang=lang, font_css=theme.font_css()))
         nav.properties = ["nav"]
         documents = [self.document(f"part{n:02d}", part.file_name, theme.render(
             "epub", "content.xhtml", article=article, blocks=part.blocks, first=part.first,
-            title=part.title, lang=lang, opts=opts)) for n, part in enumerate(parts)]
+            title=part.title, lang=lang, opts=opts, font_css=theme.font_css())) for n, part in enumerate(parts)]
         for item in (cover, nav, *documents):
             book.add_item(item)
 
