@@ -177,6 +177,21 @@ def missing_glyphs(texts: list[tuple[str, str]], theme_fonts: dict, theme_root: 
     return list(missing.values())
 
 
+def font_files_of(article, theme_fonts: dict) -> list[str]:
+    """The installed font files an article's languages are set in, with their sizes (for the PDF's fingerprint)."""
+    languages = sorted({language for _, language in texts_with_languages(article)})
+    families = dict.fromkeys(family for language in languages for family in fonts_for(theme_fonts, language))
+    families.update(dict.fromkeys(theme_fonts.get("emoji", [])))
+    found = []
+    for family in families:
+        for font in installed_fonts().get(family.lower(), []):
+            try:
+                found.append(f"{font.path.name}:{font.number}:{font.path.stat().st_size}")
+            except OSError:
+                pass
+    return found
+
+
 def texts_with_languages(article) -> list[tuple[str, str]]:
     """Every piece of text of an article with the language it is in: a phrase marked with its own language
     has that language, everything else the article's."""

@@ -151,9 +151,13 @@ class PdfStage:
         return [f"{article.slug}{self.suffix}"]
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
-        return f"{package_version('weasyprint')}; {package_version('pikepdf')}; paper {theme.paper}".encode()
+        # the installed fonts the article is set in: installing or updating one changes the PDF
+        from ..scripts import font_files_of
+        return (f"{package_version('weasyprint')}; {package_version('pikepdf')}; paper {theme.paper}; "
+                f"fonts {font_files_of(article, theme.fonts)}").encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
+        check_glyphs(article, theme)
         weasyprint = load_weasyprint()
         from weasyprint.text.fonts import FontConfiguration
 
@@ -189,6 +193,31 @@ class PdfStage:
         rendered.unlink()
         ctx.report.setdefault(self.name, {})["pages"] = len(document.pages)
         return [target]
+
+
+def check_glyphs(article: Article, theme: Theme) -> None:
+    """Stop the build, naming each character and where it is, if no font of its language can draw it: WeasyPrint
+    would print a box (.notdef) in its place, silently. Fontconfig's other fonts are not counted on: the PDF
+    must come out the same on every machine set up alike, so only the theme's fonts for the language are."""
+    from ..scripts import describe, missing_glyphs, position_in, texts_with_languages
+    missing = missing_glyphs(texts_with_languages(article), theme.fonts, theme.root)
+    if not missing:
+        return
+    problems = []
+    for glyph in missing:
+        line, column = position_in(article.source, glyph.character)
+        tried = ", ".join(glyph.families) or "none"
+        if glyph.absent:
+            hint = (f"install {', '.join(glyph.absent)} (bash setup.sh installs the Noto fonts the default theme "
+                    f"names), or name an installed font for `{glyph.language}` under fonts.languages in theme.yaml")
+        else:
+            hint = (f"if it belongs to a phrase in another language, mark it: [phrase](lang:xx); else name a font "
+                    f"that has it for `{glyph.language}` under fonts.languages in theme.yaml "
+                    f"(`fc-list :charset={ord(glyph.character):x} family` lists the installed ones), or remove it")
+        problems.append(Problem(display_path(article.source), line, column,
+                                f"the PDF has no glyph for {describe(glyph.character)}: the fonts for "
+                                f"`{glyph.language}` ({tried}) do not have it", hint))
+    raise PublishError(problems)
 
 
 def finish(rendered: Path, target: Path, article: Article) -> None:
