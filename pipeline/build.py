@@ -80,7 +80,7 @@ def source_date_epoch() -> int | None:
 @dataclass
 class StageResult:
     name: str
-    status: str = "pending"                              # built, cached, failed, skipped
+    status: str = "pending"                              # built, cached, failed, skipped (see stages.left_out)
     paths: list[Path] = field(default_factory=list)      # in the staging folder until published, then in place
     seconds: float = 0.0
     report: dict = field(default_factory=dict)           # what the stage counted (e.g. utterances synthesized)
@@ -110,7 +110,7 @@ class Job:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and all(r.status in ("built", "cached") for r in self.stages.values())
+        return self.error is None and all(r.status in ("built", "cached", "skipped") for r in self.stages.values())
 
 
 class Quiet:
@@ -237,12 +237,19 @@ def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int | None
     for stale in out_root.glob(f".{job.slug}.staging-*"):      # left by a killed build (we hold the lock)
         shutil.rmtree(stale, ignore_errors=True)
     job.previous = read_manifest(job.folder)
-    published = tuple(sorted({o.get("format") for o in job.previous.get("outputs", [])} - {None}))
-    job.ctx = BuildContext(formats=tuple(job.formats), epoch=article_epoch(job.article, epoch),
-                           published=published, cache_dir=cache_dir)
+    # A stage that can make nothing for this article (a narration in a language no voice speaks) is left out:
+    # the other stages see a build without it (the page offers no player), and its earlier files go.
+    skipped = {name: reason for name in job.formats if (reason := stages.left_out(name, job.article, job.theme))}
+    published = tuple(sorted({o.get("format") for o in job.previous.get("outputs", [])} - {None} - set(skipped)))
+    job.ctx = BuildContext(formats=tuple(name for name in job.formats if name not in skipped),
+                           epoch=article_epoch(job.article, epoch), published=published, cache_dir=cache_dir)
     if job.theme.root not in theme_hashes:          # the articles of a batch share their theme
         theme_hashes[job.theme.root] = theme_digest(job.theme.root)
     for name in job.formats:
+        if name in skipped:
+            job.stages[name] = StageResult(name, status="skipped",
+                                           report={"reason": skipped[name], "warnings": [skipped[name]]})
+            continue
         stage = stages.get(name)
         result = StageResult(name, fingerprint=fingerprint(job, name, stage, theme_hashes[job.theme.root]))
         cached = _up_to_date(job, name, result.fingerprint)
@@ -259,7 +266,8 @@ def _publish(job: Job) -> None:
     new = job.staging / "publish"
     new.mkdir()
     built = [r for r in job.stages.values() if r.status == "built"]
-    rebuilt = {r.name for r in built}
+    skipped = [r for r in job.stages.values() if r.status == "skipped"]
+    rebuilt = {r.name for r in built + skipped}
     entries, prints = [], {k: v for k, v in job.previous.get("stages", {}).items() if k not in rebuilt}
     for entry in job.previous.get("outputs", []):         # the other formats, as the previous build made them
         name = entry.get("path", "")
@@ -278,6 +286,8 @@ def _publish(job: Job) -> None:
         # and what the stage says it was made with: the narration's files (mp3, m4b) and its voice
         prints[result.name] = {"fingerprint": result.fingerprint,
                                **{k: v for k, v in result.report.items() if k in ("containers", "voice")}}
+    for result in skipped:
+        prints[result.name] = {"status": "skipped", "reason": result.report["reason"]}
     time.sleep(pause)
     write_atomic(new / "manifest.json", manifest_bytes(job.source_label, entries, prints, article_facts(job.article)))
     time.sleep(pause)

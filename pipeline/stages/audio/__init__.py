@@ -37,6 +37,11 @@ class AudioStage:
         return [f"{article.slug}{suffix}" for suffix in (".mp3", ".m4b", ".vtt", ".transcript.txt",
                                                                   ".timings.json", ".timings.js")]
 
+    def left_out(self, article: Article, theme: Theme) -> str | None:
+        """A language no voice speaks (tlh): the narration is left out, and the other formats still built."""
+        voice = choose(theme.voice_engine, theme.voices, article.metadata.language, theme.root)
+        return None if voice.voice else voice.warning
+
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
         engines = f"{engine_version(ctx.cache_dir)}; {ffmpeg_version(ctx.cache_dir)}"
         voice = choose(theme.voice_engine, theme.voices, article.metadata.language, theme.root)

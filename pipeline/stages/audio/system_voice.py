@@ -46,6 +46,9 @@ def choose_voice(available, language: str, wanted: str) -> str | None:
     for voice in available:
         if voice.id.lower() == wanted or voice.id.lower().endswith("/" + wanted):
             return voice.id
+    for voice in available:             # a voice named by its language (`en-gb` is the voice gmw/en)
+        if wanted in [str(code).lower() for code in voice.languages]:
+            return voice.id
     for voice in available:
         if wanted.split("-")[0] in [str(code).lower() for code in voice.languages]:
             return voice.id
