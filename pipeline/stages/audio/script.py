@@ -13,11 +13,15 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 
+import regex
+
 from ...model import (
     Article, Callout, Disclaimer, Faq, Glossary, Image, KeyPoints, ListBlock, Paragraph, Quote, References,
     Related, Section, Summary, Table,
 )
 from .lexicon import Lexicon
+
+SENTENCE_END = regex.compile(r"\p{Sentence_Terminal}")
 
 # pauses after an utterance, in seconds
 PAUSES = {"sentence": 0.35, "paragraph": 0.8, "heading": 0.6, "section": 1.5, "end": 0.0}
@@ -71,7 +75,7 @@ class ScriptWriter:
 
     def say(self, uid: str, written: str, pause: str = "sentence", sources: tuple[str, ...] = ()) -> None:
         spoken = self.lexicon.speak(written)
-        if spoken and spoken[-1] not in ".?!":
+        if spoken and not SENTENCE_END.match(spoken[-1]):      # (also 。 ؟ । : any script's full stop)
             # a heading that ends in a colon ("… any of these:") ends its utterance with a full stop alone
             spoken = spoken.rstrip(":;, ") + "."
         self.utterances.append(Utterance(uid, written, spoken, self.chapter, pause, sources or (uid,)))
