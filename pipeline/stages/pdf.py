@@ -135,6 +135,33 @@ def load_weasyprint():
     return importlib.import_module("weasyprint")
 
 
+def tag_languages_of_phrases() -> None:
+    """Have WeasyPrint give the structure element of every <span lang> its /Lang (PDF/UA 7.2: a screen reader
+    switches voice on it, as it does on the page's `lang`).
+
+    WeasyPrint 70 writes /Lang on the catalog only. Each HTML element's structure element is made by
+    weasyprint.pdf.tags._build_box_tree, which also calls itself for the children: wrapping it (once per
+    process) sees every element with the box it came from, where afterwards only the tree without the HTML
+    would be left to match against.
+    """
+    from weasyprint.pdf import tags
+    if getattr(tags._build_box_tree, "adds_lang", False):
+        return
+    import pydyf
+    build = tags._build_box_tree
+
+    def with_languages(box, parent, *rest):
+        for element in build(box, parent, *rest):
+            source = getattr(getattr(box, "_box", box), "element", None)
+            if (source is not None and getattr(box, "element_tag", None) == "span" and source.get("lang")
+                    and element.get("S") == "/Span"):
+                element["Lang"] = pydyf.String(source.get("lang"))
+            yield element
+
+    with_languages.adds_lang = True
+    tags._build_box_tree = with_languages
+
+
 class PdfStage:
     """The handout. A variant (the large-print handout) is the same document under another stylesheet."""
 
@@ -159,6 +186,7 @@ class PdfStage:
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         check_glyphs(article, theme)
         weasyprint = load_weasyprint()
+        tag_languages_of_phrases()
         from weasyprint.text.fonts import FontConfiguration
 
         source_folder = article.source.parent.resolve()

@@ -14,13 +14,14 @@ import time
 from pathlib import Path
 
 from ...model import Article
+from ...scripts import texts_with_languages
 from ...theme import Theme
 from .. import BuildContext, package_version
 from .lexicon import load_lexicon
 from .script import transcript, write_script
 from .engines import choose
 from .synth import Synthesizer
-from .tools import engine_version, ffmpeg_version
+from .tools import engine_version, espeak_voice_for, ffmpeg_version
 
 
 class AudioStage:
@@ -58,9 +59,10 @@ class AudioStage:
         m = article.metadata
         publisher = m.publisher or theme.organisation
         lexicon = load_lexicon(theme.root, m.language).with_article(article)
-        utterances, chapters = write_script(article, lexicon, publisher)
-        cache = ctx.cache_dir or workdir / "cache"
         voice = choose(theme.voice_engine, theme.voices, m.language, theme.root)
+        phrase_voices, warnings = voices_of_phrases(article, voice)
+        utterances, chapters = write_script(article, lexicon, publisher, phrase_voices)
+        cache = ctx.cache_dir or workdir / "cache"
         synth = Synthesizer(voice, m.language, theme.voice_rate, cache)
         codecs = codecs_for(theme.audio_formats)
         suffixes = [f".{codec.container}" for codec in codecs] + [".vtt", ".transcript.txt", ".timings.json",
@@ -88,7 +90,11 @@ class AudioStage:
                                "chapters": len(sound), "encoded": count,
                                "containers": list(theme.audio_formats), "encodings": encoder.encoded,
                                "voice": {"engine": voice.engine, "name": voice.voice},
-                               "warnings": [voice.warning] if voice.warning else [],
+                               # each utterance with a phrase in another language, and the voices that say it
+                               "phrases": [{"utterance": u.id, "languages": list(u.languages),
+                                            "voices": [phrase_voices[lang] for lang in u.languages]}
+                                           for u in utterances if u.languages],
+                               "warnings": ([voice.warning] if voice.warning else []) + warnings,
                                "cache_repaired": len(damaged), "damaged_entries": damaged}
         # the captions follow the file the large-print page plays: the MP3 if there is one (see the html stage)
         heard = cues(sound, codecs[0])
@@ -118,6 +124,21 @@ class AudioStage:
         for path in metadata.values():
             path.unlink()
         return list(files.values())
+
+
+def voices_of_phrases(article: Article, voice) -> tuple[dict[str, str] | None, list[str]]:
+    """The espeak-ng voice for each language of the article's phrases (`[texto](lang:es)`), and warnings.
+    espeak-ng switches voice inside an utterance (SSML <voice>); Piper cannot: it reads them with its voice."""
+    languages = sorted({lang for _, lang in texts_with_languages(article)} - {article.metadata.language})
+    if not languages:
+        return {}, []
+    if voice.engine != "system":
+        return None, [f"the {voice.engine} voice cannot switch language: the phrases in "
+                      f"{', '.join(languages)} are read with the article's voice"]
+    found = {lang: espeak_voice_for(lang) for lang in languages}
+    warnings = [f"no voice speaks `{lang}`: its phrases are read with the article's voice"
+                for lang, name in found.items() if name is None]
+    return {lang: name for lang, name in found.items() if name}, warnings
 
 
 STAGE = AudioStage()

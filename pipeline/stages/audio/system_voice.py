@@ -105,7 +105,10 @@ class EspeakSpeaker:
         if fault.endswith("!"):                                   # tests: unseen by the read-back, only by length
             self.espeak.SetParameter(self.espeak.RATE, int(fault[:-1]), 0)
         self.pcm, self.failure = bytearray(), None
-        status = self.espeak.Synth(text.encode("utf-8"), flags=self.espeak.ENDPAUSE | self.espeak.CHARS_UTF8)
+        flags = self.espeak.ENDPAUSE | self.espeak.CHARS_UTF8
+        if text.startswith("<speak>"):        # a phrase in another language, in a <voice> of its own (script.py)
+            flags |= self.espeak.SSML
+        status = self.espeak.Synth(text.encode("utf-8"), flags=flags)
         if self.failure:
             raise self.failure
         if status != 0:
