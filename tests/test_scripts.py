@@ -23,6 +23,7 @@ PHRASES = FIXTURES / "greeting-phrases.yaml"
 
 
 def build(source: Path, out: Path, formats: str) -> tuple[Path, dict, str]:
+    out.mkdir(parents=True, exist_ok=True)
     report = out / "report.json"
     result = run_publish("build", str(source), "--format", formats, "--out", str(out / "out"),
                          "--cache", str(out / "cache"), "--report", str(report))
@@ -135,6 +136,13 @@ def test_arabic_pdf_structure_tree_is_in_logical_order(arabic):
         assert pdf.Root.Lang == "ar"
     assert tags.index("/H1") < tags.index("/H2") < tags.index("/L") < tags.index("/Table")
     assert "/P" in tags[tags.index("/H1"):tags.index("/H2")]           # the paragraph before the section
+
+
+def test_arabic_and_chinese_pdfs_are_the_same_bytes_on_every_build(arabic, chinese, tmp_path):
+    again, _, _ = build(ARABIC, tmp_path / "arabic", "pdf")
+    assert (again / "b12-arabic.pdf").read_bytes() == (arabic / "b12-arabic.pdf").read_bytes()
+    again, _, _ = build(CHINESE, tmp_path / "chinese", "pdf")
+    assert (again / "b12-chinese.pdf").read_bytes() == (chinese[0] / "b12-chinese.pdf").read_bytes()
 
 
 def test_arabic_page_has_no_axe_violation(browser, arabic):
