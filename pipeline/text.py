@@ -16,6 +16,7 @@ import re
 import unicodedata
 from dataclasses import replace
 
+import regex
 from markdown_it import MarkdownIt
 
 from .model import Abbreviation, Sentence, Span
@@ -127,7 +128,12 @@ def _mark_abbreviations(spans: tuple[Span, ...], abbreviations) -> tuple[Span, .
 
 # Words ending in a full stop that do not end a sentence.
 _NOT_SENTENCE_ENDS = {"e.g", "i.e", "vs", "etc", "dr", "mr", "mrs", "ms", "prof", "st", "no", "approx", "fig", "cf"}
-_END = re.compile(r"[.!?][\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])")
+# A sentence ends at a full stop (of any script: . ! ? ؟ ۔ । …) followed by white space and a capital, a digit, or
+# a letter of a script without capitals (Arabic, Hebrew, Devanagari…); or at a CJK full stop, which takes no
+# space after it (。！？).
+_CJK_END = "。！？｡"
+_END = regex.compile(r"(?V1)[\p{Sentence_Terminal}--[" + _CJK_END + r"]][\"'”’)\]]*\s+(?=[\"'“‘(\[]?[\p{Lu}\p{Lo}\d])"
+                     r"|[" + _CJK_END + r"][”’）」』\"']*\s*")
 
 
 def sentence_bounds(text: str) -> list[tuple[int, int]]:
