@@ -118,7 +118,9 @@ class Text(Spec):
                            f"{unicodedata.name(ch, 'unnamed')}) at character {i + 1}",
                            "delete it; it is usually left over from text pasted from a web page or word processor"
                            + (" (a joiner is kept only between letters of scripts that use it, such as Arabic, "
-                              "Persian or Devanagari, and inside an emoji sequence)" if ch in _JOINERS else ""))
+                              "Persian or Devanagari, and inside an emoji sequence)" if ch in _JOINERS else "")
+                           + ("; the direction comes from the language: mark a phrase in another language as "
+                              "[phrase](lang:xx)" if ch in _BIDI_CONTROLS else ""))
                 return None
         if self.choices and text not in self.choices:
             close = difflib.get_close_matches(text, self.choices, n=1)
