@@ -16,7 +16,6 @@ from markupsafe import Markup
 
 from .errors import Problem, PublishError, display_path
 from .schema import Boolean, Errors, Field, Integer, ListOf, Record, Spec, Text, validate
-from .scripts import direction, font_css
 from .stages import AUDIO_CONTAINERS
 from .yamlfile import LDict, read_yaml
 
@@ -170,6 +169,7 @@ class Theme:
 
     def font_css(self) -> Markup:
         """`:lang()` rules that set each language listed in `fonts` in its fonts (for a <style> element)."""
+        from .scripts import font_css
         return Markup(font_css(self.fonts))      # family names are checked by FONT_FAMILY: no quote can get in
 
     def file(self, relative: str) -> Path:
@@ -188,6 +188,7 @@ class Theme:
         rendering them (the EPUB's fourteen documents share their macros). A template edited meanwhile
         is still reloaded (Jinja2 checks its modification time).
         """
+        from .scripts import direction          # (the regex module, which it loads, takes 40 ms to import)
         env = _environment(self.root / "templates", folders)
         env.filters.setdefault("direction", direction)     # `{{ language | direction }}`: rtl or ltr
         return env

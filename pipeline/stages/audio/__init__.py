@@ -21,7 +21,7 @@ from .lexicon import load_lexicon
 from .script import transcript, write_script
 from .engines import choose
 from .synth import Synthesizer
-from .tools import engine_version, espeak_voice_for, ffmpeg_version
+from .tools import engine_version, ffmpeg_version
 
 
 class AudioStage:
@@ -60,7 +60,7 @@ class AudioStage:
         publisher = m.publisher or theme.organisation
         lexicon = load_lexicon(theme.root, m.language).with_article(article)
         voice = choose(theme.voice_engine, theme.voices, m.language, theme.root)
-        phrase_voices, warnings = voices_of_phrases(article, voice)
+        phrase_voices, warnings = voices_of_phrases(article, voice, theme.voices)
         utterances, chapters = write_script(article, lexicon, publisher, phrase_voices)
         cache = ctx.cache_dir or workdir / "cache"
         synth = Synthesizer(voice, m.language, theme.voice_rate, cache)
@@ -126,8 +126,9 @@ class AudioStage:
         return list(files.values())
 
 
-def voices_of_phrases(article: Article, voice) -> tuple[dict[str, str] | None, list[str]]:
-    """The espeak-ng voice for each language of the article's phrases (`[texto](lang:es)`), and warnings.
+def voices_of_phrases(article: Article, voice, named: dict[str, str]) -> tuple[dict[str, str] | None, list[str]]:
+    """The espeak-ng voice for each language of the article's phrases (`[texto](lang:es)`): the theme's, else
+    the one espeak-ng reports for the tag (as for an article in that language); and warnings.
     espeak-ng switches voice inside an utterance (SSML <voice>); Piper cannot: it reads them with its voice."""
     languages = sorted({lang for _, lang in texts_with_languages(article)} - {article.metadata.language})
     if not languages:
@@ -135,7 +136,7 @@ def voices_of_phrases(article: Article, voice) -> tuple[dict[str, str] | None, l
     if voice.engine != "system":
         return None, [f"the {voice.engine} voice cannot switch language: the phrases in "
                       f"{', '.join(languages)} are read with the article's voice"]
-    found = {lang: espeak_voice_for(lang) for lang in languages}
+    found = {lang: choose("system", named, lang, Path()).voice or None for lang in languages}
     warnings = [f"no voice speaks `{lang}`: its phrases are read with the article's voice"
                 for lang, name in found.items() if name is None]
     return {lang: name for lang, name in found.items() if name}, warnings
