@@ -70,6 +70,41 @@ def structure_elements(pdf):
     yield from walk(pdf.Root.StructTreeRoot.K)
 
 
+def boxes_drawn(pdf_path: Path) -> dict[str, int]:
+    """How many missing glyphs (boxes) each font draws, read from the content streams. WeasyPrint writes its
+    fonts as Type 0 fonts with Identity-H encoding, two bytes a glyph id; a character no font has is drawn
+    as glyph 0 (.notdef) or, from Pango, as a glyph id past the end of the font: both show as boxes."""
+    import io
+    from fontTools.ttLib import TTFont
+    boxes: dict[str, int] = {}
+    with pikepdf.open(pdf_path) as pdf:
+        for page in pdf.pages:
+            fonts, glyph_count, current = page.Resources.Font, {}, None
+            for name, font in fonts.items():
+                descriptor = font.DescendantFonts[0].FontDescriptor
+                program = descriptor.get("/FontFile2") or descriptor.get("/FontFile3")
+                glyph_count[name] = len(TTFont(io.BytesIO(program.read_bytes())).getGlyphOrder())
+            for operands, operator in pikepdf.parse_content_stream(page):
+                if operator == pikepdf.Operator("Tf"):
+                    current = str(operands[0])
+                elif operator in (pikepdf.Operator("Tj"), pikepdf.Operator("TJ")):
+                    strings = operands[0] if operator == pikepdf.Operator("TJ") else [operands[0]]
+                    for item in strings:
+                        if isinstance(item, pikepdf.String):
+                            data = bytes(item)
+                            ids = [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
+                            font = str(fonts[current].BaseFont)
+                            boxes[font] = boxes.get(font, 0) + sum(1 for g in ids if not 0 < g < glyph_count[current])
+    return boxes
+
+
+def test_the_box_count_sees_a_missing_glyph(tmp_path):
+    """The check the Arabic and Chinese PDFs pass can fail: an unassigned character drawn by WeasyPrint."""
+    import weasyprint
+    weasyprint.HTML(string='<html lang="en"><p>a\u0378b</p>').write_pdf(tmp_path / "box.pdf")
+    assert sum(boxes_drawn(tmp_path / "box.pdf").values()) == 1
+
+
 # -- right to left: Arabic -------------------------------------------------------------------------------
 
 def test_arabic_html_and_epub_documents_are_right_to_left(arabic):
@@ -128,6 +163,12 @@ def test_arabic_pdf_list_markers_and_table_columns_are_mirrored(arabic):
     assert source > examples                                       # columns run from right to left
 
 
+@pytest.mark.parametrize("name", ["b12-arabic.pdf", "b12-arabic.large-print.pdf"])
+def test_arabic_pdf_draws_no_missing_glyph(arabic, name):
+    boxes = boxes_drawn(arabic / name)
+    assert any("Noto-Naskh-Arabic" in font for font in boxes) and sum(boxes.values()) == 0, boxes
+
+
 def test_arabic_pdf_structure_tree_is_in_logical_order(arabic):
     """The structure tree reads title, paragraph, heading, list, table: the source's order, whatever the
     direction of the lines on the page."""
@@ -145,16 +186,24 @@ def test_arabic_and_chinese_pdfs_are_the_same_bytes_on_every_build(arabic, chine
     assert (again / "b12-chinese.pdf").read_bytes() == (chinese[0] / "b12-chinese.pdf").read_bytes()
 
 
-def test_arabic_page_has_no_axe_violation(browser, arabic):
+def axe_violations(browser, page_file: Path) -> list:
     if not AXE.is_file():
         pytest.fail("axe-core is not installed: run `npm ci` (see setup.sh)")
-    page = open_page(browser, arabic / "b12-arabic.html", 1280)
-    assert page.evaluate("getComputedStyle(document.querySelector('main p')).direction") == "rtl"
+    page = open_page(browser, page_file, 1280)
+    direction = page.evaluate("getComputedStyle(document.querySelector('main p')).direction")
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", TAGS)
     page.context.close()
-    assert [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]] == []
-    assert len(result["passes"]) > 20
+    assert len(result["passes"]) > 20                      # axe really ran its rules
+    return direction, [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]]
+
+
+def test_arabic_page_has_no_axe_violation(browser, arabic):
+    assert axe_violations(browser, arabic / "b12-arabic.html") == ("rtl", [])
+
+
+def test_chinese_page_has_no_axe_violation(browser, chinese):
+    assert axe_violations(browser, chinese[0] / "b12-chinese.html") == ("ltr", [])
 
 
 def test_arabic_epub_passes_epubcheck_and_ace(arabic, tmp_path):
@@ -180,6 +229,8 @@ def test_chinese_pdf_embeds_a_cjk_font_and_every_glyph(chinese, tmp_path):
     for sentence in ("维生素B12帮助神经正常工作。", "鱼、鸡蛋和牛奶含有维生素B12。", "食物来源"):
         assert sentence in text.replace("\n", "") and sentence in source
     assert "\ufffd" not in text
+    boxes = boxes_drawn(pdf_path)
+    assert any("Noto-Sans-CJK-SC" in font for font in boxes) and sum(boxes.values()) == 0, boxes
     require_tool("pdftoppm", "apt-get install poppler-utils")
     subprocess.run(["pdftoppm", "-r", "50", "-png", "-f", "1", "-l", "1", str(pdf_path), str(tmp_path / "page")],
                    check=True)
@@ -278,6 +329,9 @@ def test_a_phrase_is_marked_with_its_language_in_html_epub_and_pdf(phrases):
         languages = [str(e.Lang) for e in structure_elements(pdf) if "/Lang" in e]
         assert pdf.Root.Lang == "en"
     assert languages == ["es", "fa"]
+    boxes = boxes_drawn(folder / "greeting-phrases.pdf")     # the emoji heading and the Persian word are drawn
+    assert any("Noto-Color-Emoji" in f for f in boxes) and any("Naskh" in f for f in boxes)
+    assert sum(boxes.values()) == 0, boxes
 
 
 def test_a_phrase_is_spoken_with_its_languages_voice(phrases, tmp_path):
