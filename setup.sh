@@ -12,9 +12,13 @@ echo "==> system packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # python3-venv makes the virtual environment; libpango and libharfbuzz-subset are WeasyPrint's layout libraries.
+# The Noto fonts set the scripts the bundled Atkinson Hyperlegible lacks (the theme's `fonts:`): fonts-noto-core
+# Arabic, Hebrew, Devanagari, Thai and others (12 MB to download), fonts-noto-cjk Chinese, Japanese and Korean
+# (57 MB), fonts-noto-color-emoji the emoji (10 MB).
 apt-get install -y -qq --no-install-recommends \
     python3 python3-venv espeak-ng ffmpeg poppler-utils qpdf chromium epubcheck default-jre-headless \
-    libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 liblouis-bin liblouis-data >/dev/null
+    libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 liblouis-bin liblouis-data fontconfig \
+    fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji >/dev/null
 
 echo "==> Python package, in .venv/"
 if [ ! -x .venv/bin/python ]; then

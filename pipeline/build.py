@@ -90,7 +90,7 @@ def source_date_epoch() -> int | None:
 @dataclass
 class StageResult:
     name: str
-    status: str = "pending"                              # built, cached, failed, skipped
+    status: str = "pending"                              # built, cached, failed, skipped (see stages.left_out)
     paths: list[Path] = field(default_factory=list)      # in the staging folder until published, then in place
     seconds: float = 0.0
     report: dict = field(default_factory=dict)           # what the stage counted (e.g. utterances synthesized)
@@ -123,7 +123,7 @@ class Job:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and all(r.status in ("built", "cached") for r in self.stages.values())
+        return self.error is None and all(r.status in ("built", "cached", "skipped") for r in self.stages.values())
 
 
 class Quiet:
@@ -263,14 +263,17 @@ def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int | None
         if not _writer_alive(stale.name.removeprefix(f".{job.slug}.staging-")):
             shutil.rmtree(stale, ignore_errors=True)
     job.previous = read_manifest(job.folder)
-    published = tuple(sorted({o.get("format") for o in job.previous.get("outputs", [])} - {None}))
+    # A stage that can make nothing for this article (a narration in a language no voice speaks) is left out:
+    # the other stages see a build without it (the page offers no player), and its earlier files go.
+    skipped = {name: reason for name in job.formats if (reason := stages.left_out(name, job.article, job.theme))}
+    published = tuple(sorted({o.get("format") for o in job.previous.get("outputs", [])} - {None} - set(skipped)))
     for dependent, needs in stages.NEEDS.items():
         # published and made from a stage this build runs: rebuilt with it if need be (see _plan_dependent),
         # else the folder would offer a read-aloud EPUB with the previous narration
         if dependent in published and dependent not in job.formats and set(needs) & set(job.formats):
             job.formats = [*job.formats, dependent]
-    job.ctx = BuildContext(formats=tuple(job.formats), epoch=article_epoch(job.article, epoch),
-                           published=published, cache_dir=cache_dir)
+    job.ctx = BuildContext(formats=tuple(name for name in job.formats if name not in skipped),
+                           epoch=article_epoch(job.article, epoch), published=published, cache_dir=cache_dir)
     for name in job.formats:
         leave_out = stages.theme_folders_ignored(name)
         if (job.theme.root, leave_out) not in theme_hashes:          # the articles of a batch share their theme
@@ -278,6 +281,10 @@ def _prepare(job: Job, out_root: Path, cache_dir: Path | None, epoch: int | None
         job.theme_prints[name] = theme_hashes[job.theme.root, leave_out]
     # the stages that need others after those, which have their fingerprints (or results) by then
     for name in sorted(job.formats, key=lambda name: name in stages.NEEDS):
+        if name in skipped:
+            job.stages[name] = StageResult(name, status="skipped",
+                                           report={"reason": skipped[name], "warnings": [skipped[name]]})
+            continue
         result = job.stages[name] = StageResult(name)
         if name in stages.NEEDS:
             _plan_dependent(job, name)       # now if what it needs is current, else once that is built
@@ -360,7 +367,8 @@ def _publish(job: Job) -> None:
     new = job.staging / "publish"
     new.mkdir()
     built = [r for r in job.stages.values() if r.status == "built"]
-    rebuilt = {r.name for r in built}
+    skipped = [r for r in job.stages.values() if r.status == "skipped"]
+    rebuilt = {r.name for r in built + skipped}
     entries, prints = [], {k: v for k, v in job.previous.get("stages", {}).items() if k not in rebuilt}
     for entry in job.previous.get("outputs", []):         # the other formats, as the previous build made them
         name = entry.get("path", "")
@@ -379,6 +387,8 @@ def _publish(job: Job) -> None:
         # and what the stage says it was made with: the narration's files (mp3, m4b) and its voice
         prints[result.name] = {"fingerprint": result.fingerprint,
                                **{k: v for k, v in result.report.items() if k in ("containers", "voice")}}
+    for result in skipped:
+        prints[result.name] = {"status": "skipped", "reason": result.report["reason"]}
     time.sleep(pause)
     write_atomic(new / "manifest.json", manifest_bytes(job.source_label, entries, prints, article_facts(job.article)))
     time.sleep(pause)

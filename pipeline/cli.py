@@ -469,6 +469,12 @@ def _current_jobs(sources: list[Path], formats: list[str], keys: dict[str, str],
         job = Job(None, None, formats, name, folder=folder)
         for fmt in formats:
             paths = [folder / o["path"] for o in manifest.get("outputs", []) if o.get("format") == fmt]
+            left_out = manifest.get("stages", {}).get(fmt, {})
+            if not paths and left_out.get("status") == "skipped":      # e.g. no voice speaks its language
+                job.stages[fmt] = StageResult(fmt, status="skipped",
+                                              report={"reason": left_out.get("reason", ""),
+                                                      "warnings": [left_out.get("reason", "")]})
+                continue
             if not paths:
                 return None
             job.stages[fmt] = StageResult(fmt, status="cached", paths=paths)

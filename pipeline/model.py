@@ -35,6 +35,7 @@ class Span:
     emphasis: bool = False
     href: str | None = None
     abbr: Abbreviation | None = None
+    lang: str | None = None          # a phrase in another language than the article's: its BCP 47 tag
 
 
 def plain(spans: tuple[Span, ...]) -> str:

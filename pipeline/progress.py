@@ -127,8 +127,8 @@ def summary(jobs: list[Job], console: Console | None = None) -> None:
                     rows.append((job.slug, name, path.name, human_size(size),
                                  f"{result.seconds:.1f} s" if result.status == "built" else "",
                                  result.status))
-            elif result.status == "failed":
-                rows.append((job.slug, name, "", "", "", "failed"))
+            elif result.status in ("failed", "skipped"):
+                rows.append((job.slug, name, "", "", "", result.status))
     if console is not None:
         from rich.table import Table
         table = Table(title="Build summary", header_style="bold")

@@ -21,6 +21,28 @@ from .yamlfile import LDict, LList, LStr, Located
 # text. They often arrive when text is pasted from web pages or word processors.
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 _INVISIBLE = set("\u200b\u200c\u200d\u2060\ufeff\u00ad")
+_JOINERS = {"\u200c", "\u200d"}      # ZERO WIDTH NON-JOINER and JOINER: spelling in some scripts, see joiner_needed
+
+
+def joiner_needed(text: str, i: int) -> bool:
+    """Whether the ZWNJ or ZWJ at text[i] is part of the spelling rather than hidden junk.
+
+    Persian, Kurdish, Urdu and the other languages written in cursive scripts
+    (Arabic, Syriac, N'Ko, Mongolian…) use ZWNJ to keep two letters of one
+    word apart ("می‌خواهم"); the Indic scripts use ZWNJ and ZWJ after a virama
+    to choose a conjunct's form; emoji ZWJ sequences join pictographs into one
+    (👩‍⚕️). Between letters of other scripts (Latin, Cyrillic, CJK…) a joiner
+    does nothing visible and is refused, as it can hide text. The judgement
+    rests on the Unicode Character Database (joining type, Indic syllabic
+    category, Extended_Pictographic), through the regex module's properties.
+    """
+    from .scripts import JOINING_LETTER, PICTOGRAPH, PICTOGRAPH_TAIL
+    before, after = text[i - 1:i], text[i + 1:i + 2]
+    if not before or not after:
+        return False
+    if JOINING_LETTER.fullmatch(before) and JOINING_LETTER.fullmatch(after):
+        return True
+    return text[i] == "\u200d" and bool(PICTOGRAPH_TAIL.fullmatch(before)) and bool(PICTOGRAPH.fullmatch(after))
 
 
 def _type_name(value) -> str:
@@ -85,14 +107,20 @@ class Text(Spec):
             bad = None
             if ch in _BIDI_CONTROLS:
                 bad = "an invisible text-direction control character"
-            elif ch in _INVISIBLE:
+            elif ch in _INVISIBLE and not (ch in _JOINERS and joiner_needed(text, i)):
                 bad = "an invisible character"
+                if ch in _JOINERS and 0 < i < len(text) - 1:
+                    bad += f" between `{text[i - 1]}` and `{text[i + 1]}`"
             elif unicodedata.category(ch) == "Cc" and ch not in "\n\t":
                 bad = "a control character"
             if bad:
                 errors.add(value, f"`{where}` contains {bad} (U+{ord(ch):04X} "
                            f"{unicodedata.name(ch, 'unnamed')}) at character {i + 1}",
-                           "delete it; it is usually left over from text pasted from a web page or word processor")
+                           "delete it; it is usually left over from text pasted from a web page or word processor"
+                           + (" (a joiner is kept only between letters of scripts that use it, such as Arabic, "
+                              "Persian or Devanagari, and inside an emoji sequence)" if ch in _JOINERS else "")
+                           + ("; the direction comes from the language: mark a phrase in another language as "
+                              "[phrase](lang:xx)" if ch in _BIDI_CONTROLS else ""))
                 return None
         if self.choices and text not in self.choices:
             close = difflib.get_close_matches(text, self.choices, n=1)

@@ -3,6 +3,12 @@
 Source text may use ``**strong**``, ``*emphasis*`` and ``[link text](url)``;
 nothing else is markup (raw HTML stays literal text). Parsing is done by
 markdown-it-py with every other rule switched off.
+
+A phrase in another language is written as a link to its language tag,
+``[buenos días](lang:es)``: it reads naturally in the source, any Markdown
+editor keeps it, and it needs no syntax of its own. It is marked with
+``lang`` (and ``dir``) in the page and the EPUB, ``/Lang`` in the PDF, and
+spoken by that language's voice.
 """
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import re
 import unicodedata
 from dataclasses import replace
 
+import regex
 from markdown_it import MarkdownIt
 
 from .model import Abbreviation, Sentence, Span
@@ -40,12 +47,29 @@ def check_url(url: str) -> None:
         raise InlineError(f"the link address `{url[:60]}` contains a space", "remove the space or write it as %20")
 
 
+LANGUAGE_PREFIX = "lang:"
+LANGUAGE_TAG = re.compile(r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*")
+
+
+def check_language(tag: str) -> str:
+    """The language tag of a phrase (`[texto](lang:es)`), checked: a well-formed BCP 47 tag of a known language."""
+    from .scripts import valid_language
+    if not LANGUAGE_TAG.fullmatch(tag):
+        raise InlineError(f"`lang:{tag[:40]}` is not a language tag",
+                          "write a BCP 47 tag after `lang:`, such as [bonjour](lang:fr) or [谢谢](lang:zh)")
+    if not valid_language(tag):
+        raise InlineError(f"`lang:{tag}` names no language known to CLDR or ISO 639",
+                          "check the code: two or three letters, such as es, fr, ar, zh or yue")
+    return tag
+
+
 def parse_inline(text: str, abbreviations: tuple[Abbreviation, ...] = ()) -> tuple[Span, ...]:
     """Source text with light markup → flat spans."""
     tokens = _markdown.parseInline(text)[0].children or []
     spans: list[Span] = []
     strong = emphasis = 0
     href: str | None = None
+    lang: str | None = None
     for tok in tokens:
         if tok.type == "strong_open":
             strong += 1
@@ -57,12 +81,15 @@ def parse_inline(text: str, abbreviations: tuple[Abbreviation, ...] = ()) -> tup
             emphasis -= 1
         elif tok.type == "link_open":
             href = tok.attrs.get("href", "")
-            check_url(href)
+            if href.lower().startswith(LANGUAGE_PREFIX):
+                lang, href = check_language(href[len(LANGUAGE_PREFIX):]), None
+            else:
+                check_url(href)
         elif tok.type == "link_close":
-            href = None
+            href = lang = None
         elif tok.type in ("text", "softbreak", "hardbreak"):
             content = tok.content if tok.type == "text" else " "
-            spans.append(Span(content, strong=strong > 0, emphasis=emphasis > 0, href=href))
+            spans.append(Span(content, strong=strong > 0, emphasis=emphasis > 0, href=href, lang=lang))
     return _mark_abbreviations(_merge(spans), abbreviations)
 
 
@@ -101,7 +128,12 @@ def _mark_abbreviations(spans: tuple[Span, ...], abbreviations) -> tuple[Span, .
 
 # Words ending in a full stop that do not end a sentence.
 _NOT_SENTENCE_ENDS = {"e.g", "i.e", "vs", "etc", "dr", "mr", "mrs", "ms", "prof", "st", "no", "approx", "fig", "cf"}
-_END = re.compile(r"[.!?][\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])")
+# A sentence ends at a full stop (of any script: . ! ? ؟ ۔ । …) followed by white space and a capital, a digit, or
+# a letter of a script without capitals (Arabic, Hebrew, Devanagari…); or at a CJK full stop, which takes no
+# space after it (。！？).
+_CJK_END = "。！？｡"
+_END = regex.compile(r"(?V1)[\p{Sentence_Terminal}--[" + _CJK_END + r"]][\"'”’)\]]*\s+(?=[\"'“‘(\[]?[\p{Lu}\p{Lo}\d])"
+                     r"|[" + _CJK_END + r"][”’）」』\"']*\s*")
 
 
 def sentence_bounds(text: str) -> list[tuple[int, int]]:

@@ -135,6 +135,14 @@ def missing_library(name: str) -> MissingTool | None:
     return None
 
 
+def left_out(name: str, article: Article, theme: Theme) -> str | None:
+    """Why stage *name* can make nothing for this article (the narration of a language no voice speaks), or
+    None. Such a stage is left out of the article's build with a warning, like a stage whose system library
+    is missing, and the build report and manifest say "skipped" with this reason."""
+    check = getattr(get(name), "left_out", None)
+    return check(article, theme) if check else None
+
+
 def available() -> list[str]:
     """Formats whose stage module exists in this version and can run on this machine (with what they need)."""
     names = []

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import Problem, PublishError, display_path
 from ..model import HEADED, Article, ContentsEntry, Section
+from ..scripts import direction
 from ..theme import Theme
 from . import BuildContext, package_version
 
@@ -172,6 +173,8 @@ class EpubStage:
         book.set_identifier(m.identifier)
         book.set_title(m.title)
         book.set_language(lang)
+        if direction(lang) == "rtl":          # the spine's page-progression-direction: pages turn right to left
+            book.set_direction("rtl")
         book.add_metadata("DC", "publisher", publisher)
         for name, value in (("description", m.description), ("rights", m.licence), ("date", m.date_published)):
             if value:
@@ -194,13 +197,16 @@ class EpubStage:
         toc = nav_tree(article, parts)
 
         cover = self.document("cover", "cover.xhtml", theme.render(
-            "epub", "cover.xhtml", words, article=article, lang=lang, publisher=publisher, contact=theme.contact, logo=logo))
+            "epub", "cover.xhtml", words, article=article, lang=lang, publisher=publisher, contact=theme.contact,
+            logo=logo, font_css=theme.font_css()))
         nav = self.document("nav", "nav.xhtml", theme.render(
-            "epub", "nav.xhtml", words, toc=toc, landmarks=landmarks(parts, words), lang=lang))
+            "epub", "nav.xhtml", words, toc=toc, landmarks=landmarks(parts, words), lang=lang,
+            font_css=theme.font_css()))
         nav.properties = ["nav"]
         documents = [self.document(f"part{n:02d}", part.file_name, theme.render(
             "epub", "content.xhtml", words, article=article, blocks=part.blocks, first=part.first,
-            title=part.title, lang=lang, opts=opts, stylesheets=stylesheets)) for n, part in enumerate(parts)]
+            title=part.title, lang=lang, opts=opts, stylesheets=stylesheets, font_css=theme.font_css()))
+            for n, part in enumerate(parts)]
         for item in (cover, nav, *documents):
             book.add_item(item)
 

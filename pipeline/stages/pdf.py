@@ -177,6 +177,31 @@ def parsed_stylesheet(theme: Theme, relative: str, fetcher):
         fonts = FontConfiguration()
         _PARSED[key] = (CSS(filename=str(path), url_fetcher=fetcher, font_config=fonts), fonts)
     return _PARSED[key]
+def tag_languages_of_phrases() -> None:
+    """Have WeasyPrint give the structure element of every <span lang> its /Lang (PDF/UA 7.2: a screen reader
+    switches voice on it, as it does on the page's `lang`).
+
+    WeasyPrint 70 writes /Lang on the catalog only. Each HTML element's structure element is made by
+    weasyprint.pdf.tags._build_box_tree, which also calls itself for the children: wrapping it (once per
+    process) sees every element with the box it came from, where afterwards only the tree without the HTML
+    would be left to match against.
+    """
+    from weasyprint.pdf import tags
+    if getattr(tags._build_box_tree, "adds_lang", False):
+        return
+    import pydyf
+    build = tags._build_box_tree
+
+    def with_languages(box, parent, *rest):
+        for element in build(box, parent, *rest):
+            source = getattr(getattr(box, "_box", box), "element", None)
+            if (source is not None and getattr(box, "element_tag", None) == "span" and source.get("lang")
+                    and element.get("S") == "/Span"):
+                element["Lang"] = pydyf.String(source.get("lang"))
+            yield element
+
+    with_languages.adds_lang = True
+    tags._build_box_tree = with_languages
 
 
 class PdfStage:
@@ -195,10 +220,15 @@ class PdfStage:
         return [f"{article.slug}{self.suffix}"]
 
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
-        return f"{package_version('weasyprint')}; {package_version('pikepdf')}; paper {theme.paper}".encode()
+        # the installed fonts the article is set in: installing or updating one changes the PDF
+        from ..scripts import font_files_of
+        return (f"{package_version('weasyprint')}; {package_version('pikepdf')}; paper {theme.paper}; "
+                f"fonts {font_files_of(article, theme.fonts)}").encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
+        check_glyphs(article, theme)
         weasyprint = load_weasyprint()
+        tag_languages_of_phrases()
 
         source_folder = article.source.parent.resolve()
         fetcher, Refused = _fetcher([source_folder, theme.root], article)
@@ -248,6 +278,29 @@ def page_number_css(words) -> str:
         elif part:
             content.append('"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"')
     return "@page { @bottom-right { content: %s; } }" % " ".join(content)
+def check_glyphs(article: Article, theme: Theme) -> None:
+    """Stop the build, naming each character and where it is, if no font of its language can draw it: WeasyPrint
+    would print a box (.notdef) in its place, silently. Fontconfig's other fonts are not counted on: the PDF
+    must come out the same on every machine set up alike, so only the theme's fonts for the language are."""
+    from ..scripts import describe, missing_glyphs, position_in, texts_with_languages
+    missing = missing_glyphs(texts_with_languages(article), theme.fonts, theme.root)
+    if not missing:
+        return
+    problems = []
+    for glyph in missing:
+        line, column = position_in(article.source, glyph.character)
+        tried = ", ".join(glyph.families) or "none"
+        if glyph.absent:
+            hint = (f"install {', '.join(glyph.absent)} (bash setup.sh installs the Noto fonts the default theme "
+                    f"names), or name an installed font for `{glyph.language}` under fonts.languages in theme.yaml")
+        else:
+            hint = (f"if it belongs to a phrase in another language, mark it: [phrase](lang:xx); else name a font "
+                    f"that has it for `{glyph.language}` under fonts.languages in theme.yaml "
+                    f"(`fc-list :charset={ord(glyph.character):x} family` lists the installed ones), or remove it")
+        problems.append(Problem(display_path(article.source), line, column,
+                                f"the PDF has no glyph for {describe(glyph.character)}: the fonts for "
+                                f"`{glyph.language}` ({tried}) do not have it", hint))
+    raise PublishError(problems)
 
 
 def finish(rendered: Path, target: Path, article: Article) -> None:

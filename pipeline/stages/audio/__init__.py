@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ...model import Article
+from ...scripts import texts_with_languages
 from ...theme import Theme
 from .. import BuildContext, package_version
 from .lexicon import load_lexicon
@@ -37,6 +38,11 @@ class AudioStage:
         return [f"{article.slug}{suffix}" for suffix in (".mp3", ".m4b", ".vtt", ".transcript.txt",
                                                                   ".timings.json", ".timings.js")]
 
+    def left_out(self, article: Article, theme: Theme) -> str | None:
+        """A language no voice speaks (tlh): the narration is left out, and the other formats still built."""
+        voice = choose(theme.voice_engine, theme.voices, article.metadata.language, theme.root)
+        return None if voice.voice else voice.warning
+
     def inputs(self, article: Article, theme: Theme, ctx: BuildContext) -> bytes:
         engines = f"{engine_version(ctx.cache_dir)}; {ffmpeg_version(ctx.cache_dir)}"
         voice = choose(theme.voice_engine, theme.voices, article.metadata.language, theme.root)
@@ -54,9 +60,10 @@ class AudioStage:
         publisher = m.publisher or theme.organisation
         lexicon = load_lexicon(theme.root, m.language).with_article(article)
         words = theme.messages(m.language)
-        utterances, chapters = write_script(article, lexicon, publisher, words)
-        cache = ctx.cache_dir or workdir / "cache"
         voice = choose(theme.voice_engine, theme.voices, m.language, theme.root)
+        phrase_voices, warnings = voices_of_phrases(article, voice, theme.voices)
+        utterances, chapters = write_script(article, lexicon, publisher, words, phrase_voices)
+        cache = ctx.cache_dir or workdir / "cache"
         synth = Synthesizer(voice, m.language, theme.voice_rate, cache)
         codecs = codecs_for(theme.audio_formats)
         suffixes = [f".{codec.container}" for codec in codecs] + [".vtt", ".transcript.txt", ".timings.json",
@@ -84,7 +91,11 @@ class AudioStage:
                                "chapters": len(sound), "encoded": count,
                                "containers": list(theme.audio_formats), "encodings": encoder.encoded,
                                "voice": {"engine": voice.engine, "name": voice.voice},
-                               "warnings": [voice.warning] if voice.warning else [],
+                               # each utterance with a phrase in another language, and the voices that say it
+                               "phrases": [{"utterance": u.id, "languages": list(u.languages),
+                                            "voices": [phrase_voices[lang] for lang in u.languages]}
+                                           for u in utterances if u.languages],
+                               "warnings": ([voice.warning] if voice.warning else []) + warnings,
                                "cache_repaired": len(damaged), "damaged_entries": damaged}
         # the captions follow the file the large-print page plays: the MP3 if there is one (see the html stage)
         heard = cues(sound, codecs[0])
@@ -117,6 +128,22 @@ class AudioStage:
         for path in metadata.values():
             path.unlink()
         return list(files.values())
+
+
+def voices_of_phrases(article: Article, voice, named: dict[str, str]) -> tuple[dict[str, str] | None, list[str]]:
+    """The espeak-ng voice for each language of the article's phrases (`[texto](lang:es)`): the theme's, else
+    the one espeak-ng reports for the tag (as for an article in that language); and warnings.
+    espeak-ng switches voice inside an utterance (SSML <voice>); Piper cannot: it reads them with its voice."""
+    languages = sorted({lang for _, lang in texts_with_languages(article)} - {article.metadata.language})
+    if not languages:
+        return {}, []
+    if voice.engine != "system":
+        return None, [f"the {voice.engine} voice cannot switch language: the phrases in "
+                      f"{', '.join(languages)} are read with the article's voice"]
+    found = {lang: choose("system", named, lang, Path()).voice or None for lang in languages}
+    warnings = [f"no voice speaks `{lang}`: its phrases are read with the article's voice"
+                for lang, name in found.items() if name is None]
+    return {lang: name for lang, name in found.items() if name}, warnings
 
 
 STAGE = AudioStage()

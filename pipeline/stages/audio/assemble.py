@@ -302,7 +302,7 @@ class ChapterEncoder:
     def add(self, utterances: list[Utterance], speech: Synthesizer) -> ChapterSound:
         """One chapter, as encoded before or else spoken, joined and queued for encoding; returned without its
         samples, which the encoder holds until it is done with them."""
-        made_of = [(speech.key(u.spoken), PAUSES[u.pause]) for u in utterances]
+        made_of = [(speech.key(u.said), PAUSES[u.pause]) for u in utterances]
         key = hashlib.sha256(json.dumps([self.recipe, made_of]).encode()).hexdigest()
         files = {codec: self.cache / f"{key}.{codec.name}" for codec in self.codecs}
         layout = self.cache / f"{key}.json"          # written last: where it is, so are the encodings
@@ -311,7 +311,7 @@ class ChapterEncoder:
         if known and all(whole):
             self.jobs.append((files, None))
             return known
-        chapter = join(utterances, speech.wavs([u.spoken for u in utterances]))
+        chapter = join(utterances, speech.wavs([u.said for u in utterances]))
         # only the encodings not made yet: an MP3-only build followed by a full one adds the AAC alone
         missing = {codec: path for codec, path in files.items() if not (known and path.is_file())}
         for codec in missing:

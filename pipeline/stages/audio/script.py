@@ -10,7 +10,11 @@ closed ("End of warning."), a quotation is framed ("Quote: … End quote, from
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
+from xml.sax.saxutils import escape
+
+import regex
 
 from ...model import (
     Article, Callout, Disclaimer, Faq, Glossary, Image, KeyPoints, ListBlock, Paragraph, Quote, References,
@@ -18,6 +22,8 @@ from ...model import (
 )
 from ...i18n import N_, Messages, untranslated
 from .lexicon import Lexicon
+
+SENTENCE_END = regex.compile(r"\p{Sentence_Terminal}")
 
 # pauses after an utterance, in seconds
 PAUSES = {"sentence": 0.35, "paragraph": 0.8, "heading": 0.6, "section": 1.5, "end": 0.0}
@@ -61,6 +67,15 @@ class Utterance:
     chapter: int                 # 0 is the opening
     pause: str                   # one of PAUSES
     sources: tuple[str, ...]     # ids of the model's sentences or headings
+    # With a phrase in another language: the utterance as SSML, each phrase in a <voice> of its language
+    # (espeak-ng switches voice there), and those languages; else empty.
+    ssml: str = ""
+    languages: tuple[str, ...] = ()
+
+    @property
+    def said(self) -> str:
+        """What the engine is given (and what the speech cache's key is made of)."""
+        return self.ssml or self.spoken
 
 
 @dataclass(frozen=True)
@@ -71,17 +86,20 @@ class Chapter:
 
 
 class ScriptWriter:
-    def __init__(self, article: Article, lexicon: Lexicon, publisher: str, words: Messages | None = None):
+    def __init__(self, article: Article, lexicon: Lexicon, publisher: str, words: Messages | None = None,
+                 phrase_voices: dict[str, str] | None = None):
         self.article, self.lexicon, self.publisher = article, lexicon, publisher
         self.words = words or untranslated()
         self._ = self.words.gettext
+        # the engine's voice for each language of a phrase it can switch to; None: an engine that cannot switch
+        self.phrase_voices = phrase_voices
         self.utterances: list[Utterance] = []
         self.chapters: list[Chapter] = []
         self.chapter = 0
 
     def say(self, uid: str, written: str, pause: str = "sentence", sources: tuple[str, ...] = ()) -> None:
         spoken = self.lexicon.speak(written)
-        if spoken and spoken[-1] not in ".?!。？！؟":         # (the full stops of Chinese and Arabic too)
+        if spoken and not SENTENCE_END.match(spoken[-1]):      # (also 。 ؟ । : any script's full stop)
             # a heading that ends in a colon ("… any of these:") ends its utterance with a full stop alone
             # Translators: an utterance that has no full stop of its own (a heading) ends with the language's.
             spoken = self._("%(text)s.") % {"text": spoken.rstrip(":;, ：，")}
@@ -95,12 +113,42 @@ class ScriptWriter:
                     text = text[0].lower() + text[1:]
                 text = lead + text
             self.say(sentence.id, text, last_pause if n == len(sentences) - 1 else "sentence", (sentence.id,))
+            self.voice_phrases(sentence.spans, text[:len(text) - len(sentence.text)])
+
+    def voice_phrases(self, spans, lead: str) -> None:
+        """Give the utterance just said its SSML if it holds a phrase in another language that a voice speaks:
+        the article's parts go through the lexicon as usual, each phrase is left as written, in a <voice>."""
+        language = self.article.metadata.language
+        parts = [(s.lang, s.text) for s in spans if s.lang and s.lang != language]
+        if not parts or self.phrase_voices is None:
+            return
+        def said(run: str) -> str:       # the lexicon's reading; a comma after a phrase is kept (it is a pause)
+            comma = re.match(r"\s*([,;:])", run)
+            return (comma.group(1) + " " if comma else "") + escape(self.lexicon.speak(run)) if run.strip() else ""
+
+        pieces, run, languages = [], lead, []
+        for span in spans:
+            voice = self.phrase_voices.get(span.lang) if span.lang and span.lang != language else None
+            if voice is None:
+                run += span.text
+                continue
+            pieces.append(said(run))
+            pieces.append(f'<voice xml:lang="{voice}">{escape(span.text)}</voice>')
+            languages.append(span.lang)
+            run = ""
+        if not languages:
+            return
+        tail = said(run)
+        if not SENTENCE_END.match(tail[-1:] or "x"):
+            tail += "."
+        ssml = "<speak>" + " ".join(p.strip() for p in pieces + [tail] if p.strip()) + "</speak>"
+        self.utterances[-1] = replace(self.utterances[-1], ssml=ssml, languages=tuple(dict.fromkeys(languages)))
 
     def end_pause(self, pause: str) -> None:
         if self.utterances:
             last = self.utterances[-1]
             if PAUSES[pause] > PAUSES[last.pause]:
-                self.utterances[-1] = Utterance(last.id, last.written, last.spoken, last.chapter, pause, last.sources)
+                self.utterances[-1] = replace(last, pause=pause)
 
     # -- the whole article ---------------------------------------------------
     def write(self) -> tuple[list[Utterance], list[Chapter]]:
@@ -235,9 +283,10 @@ class ScriptWriter:
 
 
 def write_script(article: Article, lexicon: Lexicon, publisher: str,
-                 words: Messages | None = None) -> tuple[list[Utterance], list[Chapter]]:
+                 words: Messages | None = None,
+                 phrase_voices: dict[str, str] | None = None) -> tuple[list[Utterance], list[Chapter]]:
     """The script in the article's language: *words* are its generated words (English messages when None)."""
-    return ScriptWriter(article, lexicon, publisher, words).write()
+    return ScriptWriter(article, lexicon, publisher, words, phrase_voices).write()
 
 
 def transcript(article: Article, utterances: list[Utterance], chapters: list[Chapter]) -> str:

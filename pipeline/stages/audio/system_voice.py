@@ -46,6 +46,9 @@ def choose_voice(available, language: str, wanted: str) -> str | None:
     for voice in available:
         if voice.id.lower() == wanted or voice.id.lower().endswith("/" + wanted):
             return voice.id
+    for voice in available:             # a voice named by its language (`en-gb` is the voice gmw/en)
+        if wanted in [str(code).lower() for code in voice.languages]:
+            return voice.id
     for voice in available:
         if wanted.split("-")[0] in [str(code).lower() for code in voice.languages]:
             return voice.id
@@ -102,7 +105,10 @@ class EspeakSpeaker:
         if fault.endswith("!"):                                   # tests: unseen by the read-back, only by length
             self.espeak.SetParameter(self.espeak.RATE, int(fault[:-1]), 0)
         self.pcm, self.failure = bytearray(), None
-        status = self.espeak.Synth(text.encode("utf-8"), flags=self.espeak.ENDPAUSE | self.espeak.CHARS_UTF8)
+        flags = self.espeak.ENDPAUSE | self.espeak.CHARS_UTF8
+        if text.startswith("<speak>"):        # a phrase in another language, in a <voice> of its own (script.py)
+            flags |= self.espeak.SSML
+        status = self.espeak.Synth(text.encode("utf-8"), flags=flags)
         if self.failure:
             raise self.failure
         if status != 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -68,3 +69,46 @@ def _version(binary: str, flag: str, cache_dir: Path | None) -> str:
         except OSError:
             pass                            # a cache that cannot be written only costs the question next time
     return version
+
+
+@functools.lru_cache(maxsize=1)
+def espeak_voices() -> tuple[tuple[str, int, tuple[tuple[str, int], ...]], ...]:
+    """The voices espeak-ng reports (`espeak-ng --voices`): each voice's language (its name, e.g. `cmn`), its
+    priority, and every language it speaks with its priority (`cmn` speaks `zh-cmn` and `zh` at 5; `yue`
+    speaks `zh` at 8: a lower number is preferred). pyttsx3 reports the first language only."""
+    out = subprocess.run([espeak_ng(), "--voices"], capture_output=True, text=True, timeout=30).stdout
+    voices = []
+    for line in out.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 5 or not fields[0].isdigit():
+            continue
+        name, priority = fields[1].lower(), int(fields[0])
+        others = tuple((code.lower(), int(rank)) for code, rank in re.findall(r"\(([^ )]+) (\d+)\)", line))
+        voices.append((name, priority, ((name, priority),) + others))
+    return tuple(voices)
+
+
+def espeak_voice_for(language: str) -> str | None:
+    """The espeak-ng voice for a BCP 47 tag, from the voices the engine reports: the tag itself, then its CLDR
+    parent (es-MX → es-419), then ever shorter tags (zh-Hant-TW → zh-Hant → zh); at each step the voice that
+    lists the tag with the best priority (zh → cmn, Mandarin, before yue, Cantonese). None if none speaks it."""
+    for candidate in language_candidates(language):
+        ranked = [(rank, n, name) for n, (name, _, codes) in enumerate(espeak_voices())
+                  for code, rank in codes if code == candidate]
+        if ranked:
+            return min(ranked)[2]
+    return None
+
+
+def language_candidates(language: str) -> list[str]:
+    """A tag and its fallbacks, most specific first, in lower case: es-MX → es-mx, es-419, es."""
+    from babel.core import get_global
+    parents = get_global("parent_exceptions")
+    subtags = language.split("-")
+    found: list[str] = []
+    for n in range(len(subtags), 0, -1):
+        tag = "-".join(subtags[:n])
+        for candidate in (tag, parents.get(tag.replace("-", "_"), "").replace("_", "-")):
+            if candidate and candidate.lower() not in found:
+                found.append(candidate.lower())
+    return found
