@@ -78,6 +78,8 @@ class MessageOverrides(Spec):
                 if problem:
                     errors.add(wording, f"`{where}`: {problem}", "keep the placeholders of the message as they are")
         return checked
+
+
 FONT_FAMILY = Text(pattern=r"[A-Za-z0-9][A-Za-z0-9 _-]{0,99}", description="a font family name",
                   pattern_hint="write the family name as fontconfig lists it (`fc-list : family`), "
                                "for example Noto Naskh Arabic")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from lxml import etree
 
 from conftest import B12, ROOT, run_publish
 from test_epub import EPUBCHECK_4, NS, ace_failures, epubcheck_jar_5, epubcheck_messages, package_meta, run_ace
+from test_build import make_project
 
 BACK_PAIN = ROOT / "tests" / "fixtures" / "back-pain" / "staying-active-with-back-pain.yaml"
 SMIL = "{http://www.w3.org/ns/SMIL}"
@@ -260,14 +260,6 @@ def test_the_text_only_epub_has_no_narration_and_builds_without_it(tmp_path):
     with zipfile.ZipFile(folder / f"{B12.stem}.epub") as z:
         assert not [n for n in z.namelist() if n.endswith((".smil", ".mp3", ".m4b", "read-aloud.css"))]
         assert b'class="s"' not in b"".join(z.read(n) for n in z.namelist() if n.endswith(".xhtml"))
-
-
-def make_project(tmp_path: Path) -> Path:
-    project = tmp_path / "project"
-    (project / "source").mkdir(parents=True)
-    shutil.copy(B12, project / "source" / B12.name)
-    shutil.copytree(ROOT / "themes", project / "themes")
-    return project
 
 
 def statuses(stages: dict) -> dict[str, str]:

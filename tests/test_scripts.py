@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT, require_tool, run_publish
 from test_epub import epubcheck_jar_5, epubcheck_messages, run_ace
-from test_html import AXE, CHROMIUM_ARGS, TAGS, open_page
+from test_html import AXE, TAGS, browser, open_page  # noqa: F401 (browser: the module's Chromium)
 
 FIXTURES = ROOT / "tests" / "fixtures" / "scripts"
 ARABIC = FIXTURES / "b12-arabic.yaml"
@@ -48,16 +48,6 @@ def chinese(tmp_path_factory) -> tuple[Path, dict]:
 def phrases(tmp_path_factory) -> tuple[Path, dict]:
     folder, report, _ = build(PHRASES, tmp_path_factory.mktemp("phrases"), "pdf,epub,html,mp3")
     return folder, report
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    chromium = require_tool("chromium", "apt-get install chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def structure_elements(pdf):
