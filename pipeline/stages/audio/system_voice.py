@@ -1,6 +1,7 @@
 """The `system` speech engine's helper process: pyttsx3 (espeak-ng on Linux) speaking one utterance per request.
 
-Run as ``python -P path/to/system_voice.py LANGUAGE VOICE RATE``;
+Run as ``python -S -P path/to/system_voice.py LANGUAGE VOICE RATE [FOLDER]``
+(FOLDER: where pyttsx3 is installed);
 it answers on standard output, one JSON line each: first
 ``{"voice": id, "rate": wpm, "reset": how}`` (or ``{"error": …}``), then one line for
 every request read from standard input (``{"text": …, "wav": path}``):
@@ -45,11 +46,12 @@ cost over espeak-ng's own program).
 The helper is started by its file name, not as a module of the package,
 so that it imports nothing but the standard library and pyttsx3: the
 package's own imports (the document model, the theme) cost some 150 ms of
-CPU, twice per build.
+CPU, twice per build. It is started without Python's site module too,
+told where pyttsx3 is instead: the `.pth` files of an environment may
+import anything (the editable install's finder, certificates), 35 ms here.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import gc
 import json
@@ -235,6 +237,7 @@ class EspeakSpeaker:
 
 def main(argv: list[str]) -> int:
     language, wanted, rate = argv[0], argv[1], int(argv[2])
+    sys.path[:0] = argv[3:]                   # where pyttsx3 is installed, when started without the site module
     try:
         speaker = EspeakSpeaker(language, wanted, rate)
     except Exception as exc:                      # the build reports it, naming the engine
@@ -263,23 +266,21 @@ def main(argv: list[str]) -> int:
 
 
 def _speak_one(speaker: EspeakSpeaker, request: dict) -> int:
-    """Speak one request into its WAV file and answer; the return value is the exit status of a forked child."""
-    tmp = f"{request['wav']}.part"
+    """Speak one request into its WAV file (a temporary name of the build's, which it moves into the cache) and
+    answer; the return value is the exit status of a forked child."""
     try:
         pcm, rate = speaker.speak(request["text"])
-        with wave.open(tmp, "wb") as out:
+        with wave.open(request["wav"], "wb") as out:
             out.setnchannels(1)
             out.setsampwidth(2)
             out.setframerate(RATE)
             out.writeframes(pcm)
-        os.replace(tmp, request["wav"])
     except Exception as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         _answer({"error": f"{type(exc).__name__}: {exc}", "errno": getattr(exc, "errno", None)})
         return 1
     _answer({"samples": len(pcm) // 2, "rate": rate})
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
