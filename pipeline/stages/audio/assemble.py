@@ -105,11 +105,13 @@ def read_samples(path: Path) -> np.ndarray:
             raise PublishError(Problem("publish", 0, 0, f"unexpected speech format in {path.name}",
                                        "check that espeak-ng is the speech engine in use"))
         samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")   # kept as 16-bit: half the memory
-    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > SILENCE * 32768)
-    if loud.size == 0:
+    quiet = int(SILENCE * 32768)            # compared as 16-bit integers: no conversion of every sample
+    loud = (samples > quiet) | (samples < -quiet)
+    if not loud.any():
         return samples[:0]
+    first, last = int(loud.argmax()), loud.size - 1 - int(loud[::-1].argmax())
     margin = int(0.02 * RATE)                 # keep 20 ms around the speech
-    return samples[max(0, loud[0] - margin): loud[-1] + margin]
+    return samples[max(0, first - margin): last + margin]
 
 
 def fitted_length(length: int, pause: int) -> int:
