@@ -21,9 +21,10 @@ Each run prints its table and appends it to bench/results.json with the machine'
     python3 bench/run.py --voices
 
 measures each speech engine instead (bench/voices.json), on the short
-article of the voice tests: CPU seconds per minute of speech, publish's
+article of the voice tests (and the system engine on B12 too): CPU seconds
+(user and system, of every process) per minute of speech, publish's
 synthesis against the engine's own command-line program on the same
-sentences, a cold narration and a one-sentence edit.
+sentences, in turns, a cold narration and a one-sentence edit.
 """
 from __future__ import annotations
 
@@ -481,28 +482,27 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure_voices(work: Path) -> dict:
+def measure_voices(work: Path, runs: int = 3) -> dict:
+    """Each engine's synthesis against its own program on the same sentences, in turns, *runs* times each:
+    the system engine on the short article and on B12 (where its start is a smaller share), Piper on the short
+    one (B12 takes it minutes)."""
     sys.path.insert(0, str(ROOT))
+    import numpy  # noqa: F401  (a build has it loaded before it speaks: its import is not synthesis)
     from pipeline.source import load_article
     from pipeline.stages.audio.engines import PIPER_NOISE, choose, config_of, length_scale, piper_program
     from pipeline.stages.audio.lexicon import load_lexicon
     from pipeline.stages.audio.script import write_script
     from pipeline.stages.audio.synth import Synthesizer
     from pipeline.theme import load_theme
-    theme, article = load_theme(ROOT / "themes" / "default"), load_article(VOICE_ARTICLE)
-    utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
-    lines = work / "sentences.txt"
-    lines.write_text("\n".join(" ".join(u.spoken.split()) for u in utterances) + "\n")
+    theme = load_theme(ROOT / "themes" / "default")
     results = {}
-    for engine in ("system", "piper"):
+    for engine, article_path in (("system", VOICE_ARTICLE), ("system", SOURCE), ("piper", VOICE_ARTICLE)):
+        article = load_article(article_path)
+        utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
+        name = f"{engine} ({article_path.stem})"
+        lines = work / f"{engine}-{article_path.stem}.txt"
+        lines.write_text("\n".join(" ".join(u.spoken.split()) for u in utterances) + "\n")
         choice = choose(engine, theme.voices, "en", theme.root)
-        # publish's synthesis alone (helper processes included), then the engine's own program on the same lines
-        started, cpu = time.perf_counter(), children_cpu() + time.process_time()
-        synth = Synthesizer(choice, "en", theme.voice_rate, work / f"speech-{engine}")
-        wavs = [synth.wav(u.spoken) for u in utterances]
-        synth.close()
-        ours = children_cpu() + time.process_time() - cpu
-        ours_wall = time.perf_counter() - started
         if engine == "piper":
             own = [piper_program(), "--model", str(choice.model), "--config", str(config_of(choice.model)),
                    "--input-file", str(lines), "--output-file", str(work / "own.wav"),
@@ -510,12 +510,34 @@ def measure_voices(work: Path) -> dict:
                    "--noise-scale", str(PIPER_NOISE), "--noise-w-scale", str(PIPER_NOISE)]
         else:
             own = ["espeak-ng", "-v", "en-us", "-s", str(theme.voice_rate), "-f", str(lines), "-w", str(work / "own.wav")]
-        cpu = children_cpu()
-        subprocess.run(own, check=True, capture_output=True)
-        theirs = children_cpu() - cpu
+        ours, theirs, walls, loads = [], [], [], []
+        for n in range(runs):
+            # publish's synthesis alone (helper processes, cache and checks included), then the engine's own program
+            cache = work / f"speech-{engine}-{article_path.stem}-{n}"
+            started, cpu = time.perf_counter(), children_cpu() + time.process_time()
+            synth = Synthesizer(choice, "en", theme.voice_rate, cache)
+            wavs = synth.wavs([u.spoken for u in utterances])
+            synth.close()
+            ours.append(children_cpu() + time.process_time() - cpu)
+            walls.append(time.perf_counter() - started)
+            cpu = children_cpu()
+            subprocess.run(own, check=True, capture_output=True)
+            theirs.append(children_cpu() - cpu)
+            loads.append(os.getloadavg()[0])
         import wave
         speech = sum(wave.open(str(w)).getnframes() / wave.open(str(w)).getframerate() for w in wavs)
-        # a cold narration of the article, and a one-sentence edit
+        results[name] = {
+            "voice": choice.voice, "utterances": len(utterances), "speech_s": round(speech, 1),
+            "cpu_s_per_minute_of_speech": round(median(ours) / speech * 60, 3),
+            "own_program_cpu_s_per_minute_of_speech": round(median(theirs) / speech * 60, 3),
+            "cpu_s": [round(x, 3) for x in ours], "own_program_cpu_s": [round(x, 3) for x in theirs],
+            "overhead_over_own_cli": round(median(ours) / median(theirs) - 1, 3),
+            "overhead_each_run": [round(x / y - 1, 3) for x, y in zip(ours, theirs)],
+            "synthesis_wall_s": round(median(walls), 2), "load_average": [round(x, 1) for x in loads],
+        }
+        if article_path != VOICE_ARTICLE:
+            continue
+        # a cold narration of the short article, and a one-sentence edit
         folder = work / f"article-{engine}"
         folder.mkdir()
         source = folder / VOICE_ARTICLE.name
@@ -523,18 +545,14 @@ def measure_voices(work: Path) -> dict:
         report = folder / "report.json"
         build = publish([source], folder / "out", folder / "cache", "--format", "audio", "--voice-engine", engine,
                         "--report", str(report))
-        cold = timed(build).wall
+        cold = timed(build)
         source.write_text(source.read_text().replace("Beans, peas and lentils.", "Beans, peas and chickpeas."))
         edit_run = timed(build, report=report)
-        edit = edit_run.wall
-        results[engine] = {
-            "voice": choice.voice, "speech_s": round(speech, 1),
-            "cpu_s_per_minute_of_speech": round(ours / speech * 60, 2),
-            "synthesis_wall_s": round(ours_wall, 2),
-            "overhead_over_own_cli": round(ours / theirs - 1, 3),
-            "cold_narration_s": round(cold, 2), "one_sentence_edit_s": round(edit, 2),
+        results[name].update({
+            "cold_narration_s": round(cold.wall, 2), "cold_narration_cpu_s": round(cold.cpu, 2),
+            "one_sentence_edit_s": round(edit_run.wall, 2), "one_sentence_edit_cpu_s": round(edit_run.cpu, 2),
             "edit_synthesized": edit_run.report["articles"][0]["stages"][0]["synthesized"],
-        }
+        })
     return results
 
 
@@ -554,7 +572,8 @@ def main() -> None:
     bench = Bench(work, args.runs, args.batch, args.small)
     try:
         if args.voices:
-            voices = measure_voices(work)
+            voices = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
+                      **measure_voices(work, max(1, min(args.runs, 3)))}
             (ROOT / "bench" / "voices.json").write_text(json.dumps(voices, indent=2) + "\n")
             print(json.dumps(voices, indent=2))
             return

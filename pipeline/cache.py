@@ -99,13 +99,14 @@ def _seal(data: bytes) -> str:
     return f"{hashlib.sha256(data).hexdigest()} {len(data)}\n"
 
 
-def store(tmp: Path, target: Path) -> None:
-    """Move the finished temporary file *tmp* into the cache as *target*, with its sidecar.
+def store(tmp: Path, target: Path, data: bytes | None = None) -> None:
+    """Move the finished temporary file *tmp* into the cache as *target*, with its sidecar; *data* is what
+    *tmp* holds, if the caller has read it already.
 
     The sidecar goes first: an entry is never seen without what it must be.
     A WAV whose header does not match its data is not kept (a PublishError
     says so: the engine wrote something broken)."""
-    data = tmp.read_bytes()
+    data = tmp.read_bytes() if data is None else data
     if target.suffix == ".wav" and (problem := wav_problem(data)):
         raise EnvironmentProblem(Problem(display_path(target), 0, 0, f"the speech engine wrote a broken WAV: {problem}",
                                          "check that the disk is not full, then build again"))

@@ -24,7 +24,7 @@ from .errors import EXIT_OK, Problem, PublishError
 
 
 def say(args: argparse.Namespace, theme_dir: Path) -> int:
-    from .stages.audio.assemble import BITEXACT, MP3, RATE, gain_for, limiter, loudness, read_samples
+    from .stages.audio.assemble import BITEXACT, MP3, RATE, leveled, read_samples
     from .stages.audio.engines import choose
     from .stages.audio.lexicon import load_lexicon
     from .stages.audio.synth import Synthesizer
@@ -46,8 +46,8 @@ def say(args: argparse.Namespace, theme_dir: Path) -> int:
         finally:
             synth.close()
         command = [ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", "s16le", "-ar", str(RATE), "-ac", "1",
-                   "-i", "pipe:0", "-af", limiter(gain_for(loudness(samples))), *MP3.args, *BITEXACT, args.out]
-        done = subprocess.run(command, input=samples.tobytes(), capture_output=True, timeout=300)
+                   "-i", "pipe:0", *MP3.args, *BITEXACT, args.out]
+        done = subprocess.run(command, input=leveled(samples).tobytes(), capture_output=True, timeout=300)
         if done.returncode != 0:
             raise PublishError(Problem(args.out, 0, 0, f"cannot write the MP3: {done.stderr.decode(errors='replace')[-300:]}",
                                        "check that the folder exists and is writable"))

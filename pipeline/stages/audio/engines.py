@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 import queue
@@ -225,9 +226,13 @@ class SystemEngine:
 
     def __init__(self, choice: VoiceChoice, language: str, rate: int):
         engine_version()                    # a missing espeak-ng is exit 3 with its install command
+        # by its file name, with no folder of its own on the module path (-P), without the site module (-S) but
+        # told where pyttsx3 is: it imports nothing but pyttsx3 and the standard library (see system_voice.py)
+        pyttsx3 = importlib.util.find_spec("pyttsx3")
+        where = [str(Path(pyttsx3.origin).parent.parent)] if pyttsx3 and pyttsx3.origin else []
         self.helper = HelperProcess("system (pyttsx3/espeak-ng)", [
-            sys.executable, "-m", "pipeline.stages.audio.system_voice", language, choice.voice, str(rate)],
-            answers_on="stdout")
+            sys.executable, *(["-S"] if where else []), "-P", str(Path(__file__).with_name("system_voice.py")),
+            language, choice.voice, str(rate), *where], answers_on="stdout")
         ready = json.loads(self.helper.ask(None, START_TIMEOUT, "starting"))
         if "error" in ready:
             self.helper.close()
@@ -236,6 +241,7 @@ class SystemEngine:
                                            "set voice.voices in the theme to a voice that `espeak-ng --voices` lists"))
             raise MissingTool(f"the espeak-ng speech engine ({ready['error']})", ESPEAK_INSTALL, "the audio narration")
         self.voice, self.rate = ready["voice"], rate
+        self.reset = ready.get("reset")         # how each utterance starts from the same state (system_voice.py)
 
     def speak(self, text: str, wav: Path) -> None:
         answer = json.loads(self.helper.ask(json.dumps({"text": text, "wav": str(wav)}), UTTERANCE_TIMEOUT,

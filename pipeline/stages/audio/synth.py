@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import queue
 import re
@@ -81,14 +82,17 @@ def expected_seconds(text: str, rate: int, engine: str) -> float:
     return seconds * 165 / rate
 
 
-def speech_seconds(path: Path) -> float:
-    """The length of the speech in a WAV file, from the first to the last sample that is not silence."""
+def speech_seconds(wav: Path | bytes) -> float:
+    """The length of the speech in a WAV file (or its bytes), from the first to the last sample that is not silence."""
     import numpy as np
-    with wave.open(str(path)) as w:
+    with wave.open(io.BytesIO(wav) if isinstance(wav, bytes) else str(wav)) as w:
         samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
         rate = w.getframerate()
-    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > SILENCE * 32768)
-    return (loud[-1] - loud[0]) / rate if loud.size else 0.0
+    quiet = int(SILENCE * 32768)            # compared as 16-bit integers: no conversion of every sample
+    loud = (samples > quiet) | (samples < -quiet)
+    if not loud.any():
+        return 0.0
+    return (loud.size - 1 - int(loud[::-1].argmax()) - int(loud.argmax())) / rate
 
 
 def length_is_plausible(text: str, seconds: float, rate: int, engine: str) -> bool:
@@ -135,8 +139,8 @@ class Synthesizer:
         engine = self._engine()
         tmp = temp_for(target)                   # a name the cache's pruning recognises, should this build be killed
         try:
-            self._speak(engine, text, tmp)
-            store(tmp, target)                   # atomic, with its checksum: a cache entry is whole or absent
+            # atomic, with its checksum: a cache entry is whole or absent (the bytes are read once, for both)
+            store(tmp, target, self._speak(engine, text, tmp))
         except OSError as exc:
             raise cache_error(self.cache, exc) from None
         finally:
@@ -146,16 +150,18 @@ class Synthesizer:
             self.synthesized += 1
         return target
 
-    def _speak(self, engine, text: str, tmp: Path) -> None:
-        """Speak *text* into *tmp*, checked: a wrong rate or length is spoken again, a second time is an error."""
+    def _speak(self, engine, text: str, tmp: Path) -> bytes:
+        """Speak *text* into *tmp* and return its bytes, checked: a wrong rate or length is spoken again, a second
+        time is an error."""
         for attempt in range(ATTEMPTS):
             try:
                 engine.speak(text, tmp)
-                seconds = speech_seconds(tmp)
+                data = tmp.read_bytes()
+                seconds = speech_seconds(data)
                 if not length_is_plausible(text, seconds, self.rate, self.choice.engine):
                     raise WrongLength(f"{seconds:.2f} s of speech where about "
                                       f"{expected_seconds(text, self.rate, self.choice.engine):.2f} s were expected")
-                break
+                return data
             except (WrongRate, WrongLength) as exc:
                 with self.lock:
                     self.refused += 1

@@ -1,8 +1,9 @@
 """The `system` speech engine's helper process: pyttsx3 (espeak-ng on Linux) speaking one utterance per request.
 
-Run as ``python -m pipeline.stages.audio.system_voice LANGUAGE VOICE RATE``;
+Run as ``python -S -P path/to/system_voice.py LANGUAGE VOICE RATE [FOLDER]``
+(FOLDER: where pyttsx3 is installed);
 it answers on standard output, one JSON line each: first
-``{"voice": id, "rate": wpm}`` (or ``{"error": …}``), then one line for
+``{"voice": id, "rate": wpm, "reset": how}`` (or ``{"error": …}``), then one line for
 every request read from standard input (``{"text": …, "wav": path}``):
 ``{"samples": n}`` or ``{"error": …}``.
 
@@ -21,10 +22,36 @@ Why a process of its own, spoken to through pipes:
 - pyttsx3's own loop writes the WAV file inside espeak-ng's callback, where an
   error cannot stop the loop; here the callback only collects samples, and
   the file is written afterwards, where an error (a full disk) is reported.
+
+Speech is a pure function of its text: every utterance is spoken from the
+state espeak-ng was in once it was set up, whatever was spoken before. What
+espeak-ng 1.51 carries from one utterance to the next lives in the
+library's static data: the phase of the pitch flutter (a counter that is
+static inside the function advancing the pitch, reachable through no API)
+and the wave generator's phase, pitch and formant state. Its heap holds
+nothing that lasts: the translator's word-to-word state is cleared at the
+start of every clause. So the library's writable data (its `.data` and
+`.bss`, found from its program headers) is copied once set up and copied
+back before every utterance, a memcpy of some 170 KB. Checked on the 231
+utterances of four articles, spoken forwards, backwards and shuffled: each
+is byte for byte what a freshly started engine speaks.
+The helper checks at start that this restores everything that matters (a
+probe spoken before and after another sentence must come out the same);
+should it not, on another version of espeak-ng, each utterance is spoken
+in a fresh fork of the set-up helper instead, which is pure but costs a
+process per utterance (1 to 2 ms of CPU on a small virtual machine: with
+utterances of some 5 ms of synthesis, more than the 10 % this engine may
+cost over espeak-ng's own program).
+
+The helper is started by its file name, not as a module of the package,
+so that it imports nothing but the standard library and pyttsx3: the
+package's own imports (the document model, the theme) cost some 150 ms of
+CPU, twice per build. It is started without Python's site module too,
+told where pyttsx3 is instead: the `.pth` files of an environment may
+import anything (the editable install's finder, certificates), 35 ms here.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import gc
 import json
@@ -33,6 +60,8 @@ import sys
 import wave
 
 RATE = 22050            # espeak-ng's sample rate
+# Spoken at start to check that restoring the library's data restores everything that matters (see above)
+PROBE, OTHER = "Two.", "Three, four."
 
 
 def _answer(message: dict) -> None:
@@ -40,18 +69,98 @@ def _answer(message: dict) -> None:
     sys.stdout.flush()
 
 
-def choose_voice(available, language: str, wanted: str) -> str | None:
+class _Phdr(ctypes.Structure):             # Elf64_Phdr
+    _fields_ = [("p_type", ctypes.c_uint32), ("p_flags", ctypes.c_uint32), ("p_offset", ctypes.c_uint64),
+                ("p_vaddr", ctypes.c_uint64), ("p_paddr", ctypes.c_uint64), ("p_filesz", ctypes.c_uint64),
+                ("p_memsz", ctypes.c_uint64), ("p_align", ctypes.c_uint64)]
+
+
+class _DlPhdrInfo(ctypes.Structure):      # struct dl_phdr_info (its first four fields)
+    _fields_ = [("dlpi_addr", ctypes.c_uint64), ("dlpi_name", ctypes.c_char_p),
+                ("dlpi_phdr", ctypes.POINTER(_Phdr)), ("dlpi_phnum", ctypes.c_uint16)]
+
+
+class _DlInfo(ctypes.Structure):          # Dl_info, for dladdr
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+PT_LOAD, PT_GNU_RELRO, PF_W = 1, 0x6474E552, 2
+
+
+def writable_data(function) -> list[tuple[int, int]]:
+    """The address ranges of the writable data (`.data`, `.bss`) of the shared library that holds *function*:
+    its writable loadable segment, less the part the loader made read-only after relocation (RELRO).
+    Empty where the C library cannot say (not glibc, or not 64-bit ELF)."""
+    if ctypes.sizeof(ctypes.c_void_p) != 8:
+        return []
+    try:
+        libc = ctypes.CDLL(None)
+        dladdr, iterate = libc.dladdr, libc.dl_iterate_phdr
+    except (OSError, AttributeError):
+        return []
+    where = _DlInfo()
+    dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+    if not dladdr(ctypes.cast(function, ctypes.c_void_p), ctypes.byref(where)) or not where.dli_fname:
+        return []
+    library = os.path.realpath(where.dli_fname.decode())
+    page = os.sysconf("SC_PAGE_SIZE")
+    found: list[tuple[int, int]] = []
+
+    @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(_DlPhdrInfo), ctypes.c_size_t, ctypes.c_void_p)
+    def visit(info, size, data):
+        info = info.contents
+        if not info.dlpi_name or os.path.realpath(info.dlpi_name.decode()) != library:
+            return 0
+        headers = [info.dlpi_phdr[n] for n in range(info.dlpi_phnum)]
+        read_only = [(info.dlpi_addr + h.p_vaddr // page * page, info.dlpi_addr + (h.p_vaddr + h.p_memsz) // page * page)
+                     for h in headers if h.p_type == PT_GNU_RELRO]
+        for h in headers:
+            if h.p_type == PT_LOAD and h.p_flags & PF_W:
+                start, end = info.dlpi_addr + h.p_vaddr, info.dlpi_addr + h.p_vaddr + h.p_memsz
+                for first, last in read_only:
+                    if first <= start < last:
+                        start = last
+                if start < end:
+                    found.append((start, end))
+        return 1                              # found: stop
+    iterate.argtypes = [type(visit), ctypes.c_void_p]
+    iterate(visit, None)
+    return found
+
+
+class LibraryState:
+    """A copy of a shared library's writable data, to put back: the library as it was when the copy was made."""
+
+    def __init__(self, function):
+        self.ranges = writable_data(function)
+        self.copies = [ctypes.string_at(start, end - start) for start, end in self.ranges]
+
+    def restore(self) -> None:
+        for (start, _), copy in zip(self.ranges, self.copies):
+            ctypes.memmove(start, copy, len(copy))
+
+
+def espeak_voices(espeak) -> list[tuple[str, list[str]]]:
+    """(id, languages) of each voice espeak-ng has, read as pyttsx3's espeak driver reads them (without
+    starting a pyttsx3 engine: its driver's imports cost the helper some 30 ms of CPU at every start)."""
+    return [(voice.identifier.decode("utf-8").lower(),
+             [voice.languages[1:].decode("utf-8", errors="ignore")] if voice.languages else [])
+            for voice in espeak.ListVoices(None)]
+
+
+def choose_voice(available: list[tuple[str, list[str]]], language: str, wanted: str) -> str | None:
     """The id of the voice called *wanted* (as espeak-ng names it, e.g. `en-us`), else one for the language."""
     wanted = (wanted or language).lower()
-    for voice in available:
-        if voice.id.lower() == wanted or voice.id.lower().endswith("/" + wanted):
-            return voice.id
-    for voice in available:             # a voice named by its language (`en-gb` is the voice gmw/en)
-        if wanted in [str(code).lower() for code in voice.languages]:
-            return voice.id
-    for voice in available:
-        if wanted.split("-")[0] in [str(code).lower() for code in voice.languages]:
-            return voice.id
+    for voice, _ in available:
+        if voice == wanted or voice.endswith("/" + wanted):
+            return voice
+    for voice, languages in available:     # a voice named by its language (`en-gb` is the voice gmw/en)
+        if wanted in [code.lower() for code in languages]:
+            return voice
+    for voice, languages in available:
+        if wanted.split("-")[0] in [code.lower() for code in languages]:
+            return voice
     return None
 
 
@@ -59,17 +168,12 @@ class EspeakSpeaker:
     """espeak-ng through pyttsx3's binding, in synchronous mode: each Synth call returns with all its sound."""
 
     def __init__(self, language: str, wanted: str, rate: int):
-        import pyttsx3
         from pyttsx3.drivers import _espeak
-        from pyttsx3.drivers import espeak as driver
         self.espeak = _espeak
+        # synchronous mode (pyttsx3's own driver would start espeak-ng in its queued mode)
         if _espeak.Initialize(_espeak.AUDIO_OUTPUT_SYNCHRONOUS, 1000) == -1:
             raise RuntimeError("espeak-ng could not be initialised")
-        # pyttsx3 would initialise espeak-ng again, in its queued mode: tell its driver that it is done
-        driver.EspeakDriver._moduleInitialized = True
-        driver.EspeakDriver._defaultVoice = "en"
-        engine = pyttsx3.init("espeak")
-        self.voice = choose_voice(engine.getProperty("voices"), language, wanted)
+        self.voice = choose_voice(espeak_voices(_espeak), language, wanted)
         if self.voice is None:
             raise LookupError(f"espeak-ng has no voice for `{wanted or language}`")
         self.rate = rate
@@ -77,6 +181,21 @@ class EspeakSpeaker:
         self.failure: BaseException | None = None
         _espeak.SetSynthCallback(self._collect)          # in place of pyttsx3's driver, which writes the file
         self._settings()
+        # Speaking nothing once makes espeak-ng's text decoder and frees what its set-up left for the first
+        # text (its table of SSML names): after that, a text only allocates what it frees itself, so the
+        # copy of the library's data never points at freed memory.
+        self._synth("")
+        self.state = LibraryState(_espeak.dll.espeak_Synth)
+        self.reset = "restored" if self.state.ranges and self._restoring_is_pure() else "forked"
+
+    def _restoring_is_pure(self) -> bool:
+        """Whether a probe comes out the same before and after another sentence, the library's data restored."""
+        self.state.restore()
+        first = self._synth(PROBE)
+        self.state.restore()
+        self._synth(OTHER)
+        self.state.restore()
+        return self._synth(PROBE) == first
 
     def _settings(self) -> None:
         """Voice and rate, applied at once (synchronous mode) and read back: a wrong rate is never spoken."""
@@ -97,13 +216,19 @@ class EspeakSpeaker:
 
     def speak(self, text: str) -> tuple[bytes, int]:
         """The utterance's samples, and the rate the engine was set to when it spoke them (read back).
-        Voice and rate were set before the fork, in synchronous mode, where nothing can drop them."""
+        Voice and rate were set once, in synchronous mode, where nothing can drop them, and are part of
+        the state every utterance starts from (restored here, or that of the forked child)."""
+        if self.reset == "restored":
+            self.state.restore()
         fault = os.environ.get("PUBLISH_TEST_WRONG_RATE", "")     # tests: as if the rate had been dropped
         if fault and not fault.endswith("!"):
             self.espeak.SetParameter(self.espeak.RATE, int(fault), 0)
         rate = self.espeak.dll.espeak_GetParameter(self.espeak.RATE, 1)
         if fault.endswith("!"):                                   # tests: unseen by the read-back, only by length
             self.espeak.SetParameter(self.espeak.RATE, int(fault[:-1]), 0)
+        return self._synth(text), rate
+
+    def _synth(self, text: str) -> bytes:
         self.pcm, self.failure = bytearray(), None
         flags = self.espeak.ENDPAUSE | self.espeak.CHARS_UTF8
         if text.startswith("<speak>"):        # a phrase in another language, in a <voice> of its own (script.py)
@@ -113,54 +238,55 @@ class EspeakSpeaker:
             raise self.failure
         if status != 0:
             raise RuntimeError(f"espeak-ng failed to speak (error {status})")
-        return bytes(self.pcm), rate
+        return bytes(self.pcm)
 
 
 def main(argv: list[str]) -> int:
     language, wanted, rate = argv[0], argv[1], int(argv[2])
+    sys.path[:0] = argv[3:]                   # where pyttsx3 is installed, when started without the site module
     try:
         speaker = EspeakSpeaker(language, wanted, rate)
     except Exception as exc:                      # the build reports it, naming the engine
         _answer({"error": f"{type(exc).__name__}: {exc}"})
         return 1
-    _answer({"voice": speaker.voice, "rate": speaker.rate})
-    gc.freeze()             # the children share this process's memory: the collector must not touch (copy) it
+    _answer({"voice": speaker.voice, "rate": speaker.rate, "reset": speaker.reset})
+    if speaker.reset == "forked":
+        gc.freeze()         # the children share this process's memory: the collector must not touch (copy) it
     for line in sys.stdin:
         request = json.loads(line)
-        # Each utterance is spoken in a child forked from this process as it was before any speech, so
-        # that what was spoken before cannot change it (espeak-ng keeps state between utterances that
-        # moved some of them by a few samples: setting the voice again does not reset it). In synchronous
-        # mode espeak-ng runs no thread of its own, so forking it is safe; a fork costs about a millisecond.
-        sys.stdout.flush()
-        child = os.fork()
-        if child == 0:
-            gc.disable()
-            os._exit(_speak_one(speaker, request))
-        _, status = os.waitpid(child, 0)
-        if os.waitstatus_to_exitcode(status) < 0:
-            _answer({"error": f"espeak-ng crashed (signal {-os.waitstatus_to_exitcode(status)})"})
+        if speaker.reset == "restored":
+            _speak_one(speaker, request)
+        else:
+            # The fallback: a child forked from this process as it was before any speech. In synchronous
+            # mode espeak-ng runs no thread of its own, so forking it is safe.
+            sys.stdout.flush()
+            child = os.fork()
+            if child == 0:
+                gc.disable()
+                os._exit(_speak_one(speaker, request))
+            _, status = os.waitpid(child, 0)
+            if os.waitstatus_to_exitcode(status) < 0:
+                _answer({"error": f"espeak-ng crashed (signal {-os.waitstatus_to_exitcode(status)})"})
         os.environ.pop("PUBLISH_TEST_WRONG_RATE", None)           # the injected fault hits the first utterance only
     return 0
 
 
 def _speak_one(speaker: EspeakSpeaker, request: dict) -> int:
-    """Speak one request into its WAV file and answer; the return value is the child's exit status."""
-    tmp = f"{request['wav']}.part"
+    """Speak one request into its WAV file (a temporary name of the build's, which it moves into the cache) and
+    answer; the return value is the exit status of a forked child."""
     try:
         pcm, rate = speaker.speak(request["text"])
-        with wave.open(tmp, "wb") as out:
+        with wave.open(request["wav"], "wb") as out:
             out.setnchannels(1)
             out.setsampwidth(2)
             out.setframerate(RATE)
             out.writeframes(pcm)
-        os.replace(tmp, request["wav"])
     except Exception as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         _answer({"error": f"{type(exc).__name__}: {exc}", "errno": getattr(exc, "errno", None)})
         return 1
     _answer({"samples": len(pcm) // 2, "rate": rate})
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
