@@ -254,7 +254,10 @@ def main(argv: list[str]) -> int:
         gc.freeze()         # the children share this process's memory: the collector must not touch (copy) it
     for line in sys.stdin:
         request = json.loads(line)
-        if speaker.reset == "restored":
+        # An utterance with a phrase in another language switches voice inside espeak-ng, which loads that
+        # voice into memory the library's restored data would no longer match (it crashed): it is spoken in a
+        # child, like every utterance where restoring is not possible.
+        if speaker.reset == "restored" and not request["text"].startswith("<speak>"):
             _speak_one(speaker, request)
         else:
             # The fallback: a child forked from this process as it was before any speech. In synchronous
