@@ -250,16 +250,19 @@ def limited(samples: np.ndarray, gain_db: float) -> np.ndarray:
     peak = np.maximum(blocks.max(axis=1).astype(np.float32), -blocks.min(axis=1).astype(np.float32)) * scale
     allowed = LIMIT / np.maximum(peak, np.float32(LIMIT))             # 1 where a block stays under the ceiling
     if allowed.size and allowed.min() < 1:
-        least = np.repeat(_least_within(allowed, reach), block)
+        least = _least_within(allowed, reach)                   # per block; spread over its samples run by run
         # the gain is 1 but around the lowered blocks (runs closer than 32 blocks are taken together)
-        near = _least_within(least[::block], reach + 16) < 1
+        near = _least_within(least, reach + 16) < 1
         edges = np.flatnonzero(np.diff(np.concatenate(([0], near.view(np.int8), [0]))))
         for start, end in zip(edges[::2] * block, np.minimum(edges[1::2] * block, sound.size)):
             part = np.ones(end - start + 2 * half + 1)          # beyond the run the gain is 1
-            part[half + 1:half + 1 + end - start] = least[start:end]
+            part[half + 1:half + 1 + end - start] = np.repeat(least[start // block:-(-end // block)], block)[:end - start]
             total = np.cumsum(part)
             sound[start:end] *= ((total[2 * half + 1:] - total[:-2 * half - 1]) / (2 * half + 1)).astype(np.float32)
-    return np.round(np.clip(sound, -LIMIT, LIMIT) * 32768).astype("<i2")
+    # in place: a chapter's float copies are what a narration's memory peaks with (two encoders at once)
+    np.clip(sound, -LIMIT, LIMIT, out=sound)
+    sound *= 32768
+    return np.round(sound, out=sound).astype("<i2")
 
 
 def _least_within(values: np.ndarray, reach: int) -> np.ndarray:
