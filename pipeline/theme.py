@@ -217,15 +217,6 @@ class Theme:
                                        "keep every theme file inside the theme's own folder"))
         return target
 
-    def templates(self, *folders: str) -> jinja2.Environment:
-        """A Jinja2 environment that loads only from the given folders of templates/ and _blocks/.
-
-        One per theme and folders in a process: it keeps the compiled templates, which cost more than
-        rendering them (the EPUB's fourteen documents share their macros). A template edited meanwhile
-        is still reloaded (Jinja2 checks its modification time).
-        """
-        return _environment(self.root / "templates", folders, self.messages("en"))
-
     def render(self, folder: str, template: str, words: Messages | None = None, **context) -> str:
         """Render templates/<folder>/<template> with the generated *words* of the output's language (English
         when none are given); a broken template is a located error, not a traceback."""
@@ -250,7 +241,9 @@ class Theme:
 
 @functools.lru_cache(maxsize=32)
 def _environment(base: Path, folders: tuple[str, ...], words: Messages) -> jinja2.Environment:
-    """One environment per language: its words are globals, which the macros imported from _blocks/ see too."""
+    """One environment per language: its words are globals, which the macros imported from _blocks/ see too.
+    Cached per process: it keeps the compiled templates, which cost more than rendering them (the EPUB's
+    documents share their macros); a template edited meanwhile is still reloaded (Jinja2 checks its time)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(base / f) for f in folders] + [str(base / "_blocks")]),
         autoescape=True, undefined=jinja2.StrictUndefined,
