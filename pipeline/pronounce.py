@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -24,11 +23,10 @@ from .errors import EXIT_OK, Problem, PublishError
 
 
 def say(args: argparse.Namespace, theme_dir: Path) -> int:
-    from .stages.audio.assemble import BITEXACT, MP3, RATE, leveled, read_samples
+    from .stages.audio.assemble import RATE, leveled, mp3_frames, read_samples
     from .stages.audio.engines import choose
     from .stages.audio.lexicon import load_lexicon
     from .stages.audio.synth import Synthesizer
-    from .stages.audio.tools import ffmpeg
     from .theme import load_theme
     try:
         theme = load_theme(theme_dir)
@@ -45,12 +43,11 @@ def say(args: argparse.Namespace, theme_dir: Path) -> int:
             samples = read_samples(synth.wav(spoken))
         finally:
             synth.close()
-        command = [ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", "s16le", "-ar", str(RATE), "-ac", "1",
-                   "-i", "pipe:0", *MP3.args, *BITEXACT, args.out]
-        done = subprocess.run(command, input=leveled(samples).tobytes(), capture_output=True, timeout=300)
-        if done.returncode != 0:
-            raise PublishError(Problem(args.out, 0, 0, f"cannot write the MP3: {done.stderr.decode(errors='replace')[-300:]}",
-                                       "check that the folder exists and is writable"))
+        try:
+            Path(args.out).write_bytes(mp3_frames(leveled(samples)))
+        except OSError as exc:
+            raise PublishError(Problem(args.out, 0, 0, f"cannot write the MP3 ({exc.strerror})",
+                                       "check that the folder exists and is writable")) from None
     except PublishError as exc:
         print(exc.format(), file=sys.stderr)
         return exc.exit_code

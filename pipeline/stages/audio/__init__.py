@@ -31,6 +31,7 @@ class AudioStage:
         assemble = importlib.import_module("pipeline.stages.audio.assemble")      # with numpy
         importlib.import_module("pipeline.stages.audio.synth")     # the engines themselves run as helper processes
         importlib.import_module("pyebur128")
+        importlib.import_module("lameenc")
         assemble.iso639_2("en")             # pycountry reads its table of languages on first use (26 ms)
 
     def outputs(self, article: Article) -> list[str]:
@@ -47,7 +48,7 @@ class AudioStage:
         engines = f"{engine_version(ctx.cache_dir)}; {ffmpeg_version(ctx.cache_dir)}"
         voice = choose(theme.voice_engine, theme.voices, article.metadata.language, theme.root)
         return f"{engines}; {package_version('pyttsx3')}; {package_version('pycountry')}; " \
-               f"{package_version('pyebur128')}; {voice.identity(theme.voice_rate)}; " \
+               f"{package_version('pyebur128')}; {package_version('lameenc')}; {voice.identity(theme.voice_rate)}; " \
                f"files {theme.audio_formats}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
@@ -72,9 +73,9 @@ class AudioStage:
 
         # Encoding is the expensive part: each chapter is encoded while the next ones are spoken, and
         # its encoding is reused for as long as what it is made of does not change.
-        # (the recipe: this code, ffmpeg, and the loudness meter, from whose reading the chapter's gain follows)
+        # (the recipe: this code, the encoders, and the loudness meter, from whose reading the chapter's gain follows)
         recipe = (hashlib.sha256(Path(assemble.__file__).read_bytes()).hexdigest() + ffmpeg_version(ctx.cache_dir)
-                  + package_version("pyebur128"))
+                  + package_version("lameenc") + package_version("pyebur128"))
         sound = []
         spoken = longest_first(utterances)
         try:
