@@ -214,9 +214,14 @@ def leveled(samples: np.ndarray) -> np.ndarray:
     The limiter takes back some of the gain: about 1 LU on espeak-ng's
     speech, about 2 LU on a neural voice's, whose peaks stand further above
     its loudness (Piper scales each sentence to full scale), which left a
-    Piper narration below −20 LUFS. So the limited sound is measured, and
-    a shortfall made up for once (the limiter then takes back a little of
-    that too: the result lands within a few tenths of the target).
+    Piper narration below −20 LUFS. So the shortfall is made up for once
+    (the limiter then takes back a little of that too: the result lands
+    within a few tenths of the target).
+
+    The shortfall is what the limiter took from the sound's energy: the
+    limited sound against the sound raised by the gain alone. Measured on
+    the B12 article's chapters, it is within 0.05 LU of what the loudness
+    meter reads on the limited sound, and costs a fifth of a second reading.
 
     Limiting and measuring happen here, not in ffmpeg: a measuring run of
     ffmpeg's limiter and meter cost 0.1 s of CPU to start and 0.46 s for
@@ -227,8 +232,14 @@ def leveled(samples: np.ndarray) -> np.ndarray:
     if gain == 0.0:
         return samples
     level = limited(samples, gain)
-    shortfall = TARGET_LUFS - loudness(level)
+    shortfall = 10 * np.log10(energy(samples) * 10 ** (gain / 10) / max(energy(level), 1.0))
     return limited(samples, gain + shortfall) if shortfall > 0.25 else level
+
+
+def energy(samples: np.ndarray) -> float:
+    """The sum of the squares of 16-bit samples."""
+    wide = samples.astype(np.float32)
+    return float(np.dot(wide, wide))
 
 
 def limited(samples: np.ndarray, gain_db: float) -> np.ndarray:
