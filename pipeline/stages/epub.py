@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import shutil
 import time
 import zipfile
 import zlib
@@ -231,8 +232,9 @@ class EpubStage:
         return Book(book, parts, documents, toc, lang)
 
     @staticmethod
-    def write(book: Book, target: Path, workdir: Path, ctx: BuildContext, stored: tuple[str, ...] = ()) -> None:
-        """Write the package reproducibly (see `repack`); the entries named in *stored* are not compressed."""
+    def write(book: Book, target: Path, workdir: Path, ctx: BuildContext, stored: dict[str, Path] | None = None) -> None:
+        """Write the package reproducibly (see `repack`); *stored* maps entries to the files they are copied from,
+        uncompressed (their items in the book are empty placeholders)."""
         from ebooklib import epub
         raw = workdir / "ebooklib.epub"
         modified = datetime.datetime.fromtimestamp(ctx.epoch, datetime.timezone.utc)
@@ -240,7 +242,7 @@ class EpubStage:
                                                  "play_order": {"enabled": True, "start_from": 1},
                                                  "raise_exceptions": True})  # a full disk is an error, not a warning
         repack(raw, target, ctx.epoch, {OPF: lambda opf: package_language(opf, book.lang),
-                                        NCX: lambda ncx: ncx_depth(ncx, _depth(book.toc))}, stored)
+                                        NCX: lambda ncx: ncx_depth(ncx, _depth(book.toc))}, stored or {})
         raw.unlink()
 
     @staticmethod
@@ -304,23 +306,30 @@ def ncx_depth(ncx: bytes, depth: int) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="utf-8")
 
 
-def repack(source: Path, target: Path, epoch: int, rewrite: dict, stored: tuple[str, ...] = ()) -> None:
+def repack(source: Path, target: Path, epoch: int, rewrite: dict, stored: dict[str, Path]) -> None:
     """Rewrite the zip reproducibly: one date from *epoch*, fixed modes, mimetype first and stored.
 
     *rewrite* maps entry names to functions that amend their bytes on the way; the entries named in
-    *stored* are kept uncompressed like mimetype (compressed audio gains nothing from deflate but time).
+    *stored* are copied from their files, uncompressed like mimetype (compressed audio gains nothing from
+    deflate but time), in pieces: a narration of several hours is never held in memory.
     """
     stamp = time.gmtime(max(epoch, ZIP_EARLIEST))[:6]
     with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as out:
         names = original.namelist()
         for name in ["mimetype"] + [n for n in names if n != "mimetype"]:
-            data = original.read(name)
-            if name in rewrite:
-                data = rewrite[name](data)
             info = zipfile.ZipInfo(name, date_time=stamp)
             info.create_system = 3                    # Unix, whatever system builds it
             info.external_attr = 0o100644 << 16       # a regular file, rw-r--r--
-            if name == "mimetype" or name in stored:
+            if name in stored:
+                info.compress_type = zipfile.ZIP_STORED
+                info.file_size = stored[name].stat().st_size      # (whether it needs zip64 is decided from it)
+                with stored[name].open("rb") as data, out.open(info, "w") as entry:
+                    shutil.copyfileobj(data, entry, 2**20)
+                continue
+            data = original.read(name)
+            if name in rewrite:
+                data = rewrite[name](data)
+            if name == "mimetype":
                 info.compress_type = zipfile.ZIP_STORED   # OCF: mimetype first, uncompressed, no extra field
             else:
                 info.compress_type = zipfile.ZIP_DEFLATED

@@ -190,8 +190,9 @@ class ReadAloudStage(EpubStage):
         found = clips(timings["utterances"], documents)
         check_reading_order(found, documents, article.source.name)
         audio_href = f"audio/{audio_name}"
-        package.add_item(self.resource("narration", audio_href, AUDIO_TYPES[Path(audio_name).suffix],
-                                       ctx.products[audio_name]))
+        # a placeholder: the file is copied into the package as it is written (see epub.repack)
+        package.add_item(epub.EpubItem(uid="narration", file_name=audio_href,
+                                       media_type=AUDIO_TYPES[Path(audio_name).suffix], content=b""))
         total = 0
         for n, item in enumerate(book.documents):
             own = [clip for clip in found if clip.document == item.file_name]
@@ -217,7 +218,7 @@ class ReadAloudStage(EpubStage):
                                  "utterances_left_out": len(timings["utterances"]) - sum(len(c.utterances)
                                                                                           for c in found)}
         target = workdir / f"{article.slug}.read-aloud.epub"
-        self.write(book, target, workdir, ctx, stored=(f"EPUB/{audio_href}",))
+        self.write(book, target, workdir, ctx, stored={f"EPUB/{audio_href}": ctx.products[audio_name]})
         return [target]
 
     @staticmethod
