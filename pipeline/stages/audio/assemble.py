@@ -146,19 +146,21 @@ def chapters_of(utterances: list[Utterance]) -> list[list[Utterance]]:
 def join(utterances: list[Utterance], wavs: Iterable[Path]) -> ChapterSound:
     """One chapter's sound: its utterances with the pause each one asks for, fitted to the frame grid.
     *wavs* may be a generator that speaks each utterance when asked for it. `start` is left at 0 for `placed`."""
-    pieces: list[np.ndarray] = []
+    speech: list[tuple[int, np.ndarray]] = []          # where each utterance's samples go
     spans: list[tuple[Utterance, int, int]] = []
     position = pause = 0
     for utterance, wav in zip(utterances, wavs):
         samples = read_samples(wav)
-        silence = np.zeros(int(PAUSES[utterance.pause] * RATE), dtype="<i2")
-        pieces += [samples, silence]
+        pause = int(PAUSES[utterance.pause] * RATE)
+        speech.append((position, samples))
         spans.append((utterance, position, position + samples.size))
-        position += samples.size + silence.size
-        pause = silence.size
+        position += samples.size + pause
     length = fitted_length(position, pause)
-    samples = np.concatenate(pieces)[:length]
-    return ChapterSound(spans, 0, length, np.pad(samples, (0, length - samples.size)))
+    sound = np.zeros(length, dtype="<i2")                # the pauses are its silence; written once, in place
+    for at, samples in speech:
+        part = samples[:max(0, length - at)]
+        sound[at:at + part.size] = part
+    return ChapterSound(spans, 0, length, sound)
 
 
 def placed(chapters: list[ChapterSound], encoded: list[dict[Codec, Path]]) -> tuple[list[ChapterSound],
@@ -198,8 +200,8 @@ def loudness(samples: np.ndarray) -> float:
     """
     import pyebur128
     meter = pyebur128.R128State(1, RATE, pyebur128.MeasurementMode.MODE_I)
-    if samples.size:
-        meter.add_frames(np.ascontiguousarray(samples), samples.size)
+    for piece in pieces(samples):                   # libebur128 reads a stream: 10 s at a time, the same reading
+        meter.add_frames(np.ascontiguousarray(piece), piece.size)
     return pyebur128.get_loudness_global(meter)      # −inf if nothing is loud enough to be measured
 
 
@@ -232,14 +234,26 @@ def leveled(samples: np.ndarray) -> np.ndarray:
     if gain == 0.0:
         return samples
     level = limited(samples, gain)
-    shortfall = 10 * np.log10(energy(samples) * 10 ** (gain / 10) / max(energy(level), 1.0))
-    return limited(samples, gain + shortfall) if shortfall > 0.25 else level
+    shortfall = 10 * np.log10(energy(samples) * 10 ** (gain / 10) / max(energy(level), 1))
+    if shortfall <= 0.25:
+        return level
+    del level                               # (not held while the next one is made)
+    return limited(samples, gain + shortfall)
 
 
 def energy(samples: np.ndarray) -> float:
-    """The sum of the squares of 16-bit samples."""
-    wide = samples.astype(np.float32)
-    return float(np.dot(wide, wide))
+    """The sum of the squares of 16-bit samples, exact (in 64-bit integers)."""
+    total = 0
+    for piece in pieces(samples):
+        wide = piece.astype(np.int64)
+        total += int(np.dot(wide, wide))
+    return float(total)
+
+
+def pieces(samples: np.ndarray, size: int = 10 * RATE) -> Iterable[np.ndarray]:
+    """*samples* in consecutive views of *size*: what is made of each (a wider copy) stays small, whatever the
+    chapter's length."""
+    return (samples[start:start + size] for start in range(0, samples.size, size))
 
 
 def limited(samples: np.ndarray, gain_db: float) -> np.ndarray:
@@ -254,28 +268,56 @@ def limited(samples: np.ndarray, gain_db: float) -> np.ndarray:
     samples (which reaches a little further than needed, never less far),
     and the gain is worked out only around the blocks it lowers: elsewhere
     it is 1.
+
+    The sound itself is made 10 s at a time: a chapter's float copy was what
+    a narration's memory peaked with (two encoders at once).
     """
     scale = np.float32(10 ** (gain_db / 20) / 32768)
-    sound = samples.astype(np.float32) * scale
+    runs = _lowered(samples, scale)
+    out = np.empty(samples.size, dtype="<i2")
+    for first in range(0, samples.size, PIECE):
+        sound = samples[first:first + PIECE].astype(np.float32)
+        sound *= scale
+        last = first + sound.size
+        for start, end, gain in runs:
+            if start < last and end > first:
+                sound[max(start, first) - first:min(end, last) - first] *= gain[max(start, first) - start:
+                                                                               min(end, last) - start]
+        np.clip(sound, -LIMIT, LIMIT, out=sound)
+        sound *= 32768
+        out[first:last] = np.round(sound, out=sound)
+    return out
+
+
+PIECE = 10 * RATE
+
+
+def _lowered(samples: np.ndarray, scale: np.float32) -> list[tuple[int, int, np.ndarray]]:
+    """The limiter's gain where it is below 1: (first sample, last sample (exclusive), the gain of each)."""
     block, half = 32, SMOOTHING // 2
     reach = -(-half // block) + 1                                       # blocks either side
-    blocks = np.pad(samples, (0, -samples.size % block)).reshape(-1, block)
-    peak = np.maximum(blocks.max(axis=1).astype(np.float32), -blocks.min(axis=1).astype(np.float32)) * scale
+    whole = samples.size // block * block
+    blocks = samples[:whole].reshape(-1, block)
+    highest, lowest = blocks.max(axis=1), blocks.min(axis=1)
+    if whole < samples.size:                                            # the last, shorter block
+        highest = np.append(highest, samples[whole:].max())
+        lowest = np.append(lowest, samples[whole:].min())
+    peak = np.maximum(highest.astype(np.float32), -lowest.astype(np.float32)) * scale
     allowed = LIMIT / np.maximum(peak, np.float32(LIMIT))             # 1 where a block stays under the ceiling
-    if allowed.size and allowed.min() < 1:
-        least = _least_within(allowed, reach)                   # per block; spread over its samples run by run
-        # the gain is 1 but around the lowered blocks (runs closer than 32 blocks are taken together)
-        near = _least_within(least, reach + 16) < 1
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], near.view(np.int8), [0]))))
-        for start, end in zip(edges[::2] * block, np.minimum(edges[1::2] * block, sound.size)):
-            part = np.ones(end - start + 2 * half + 1)          # beyond the run the gain is 1
-            part[half + 1:half + 1 + end - start] = np.repeat(least[start // block:-(-end // block)], block)[:end - start]
-            total = np.cumsum(part)
-            sound[start:end] *= ((total[2 * half + 1:] - total[:-2 * half - 1]) / (2 * half + 1)).astype(np.float32)
-    # in place: a chapter's float copies are what a narration's memory peaks with (two encoders at once)
-    np.clip(sound, -LIMIT, LIMIT, out=sound)
-    sound *= 32768
-    return np.round(sound, out=sound).astype("<i2")
+    if not allowed.size or allowed.min() >= 1:
+        return []
+    least = _least_within(allowed, reach)                   # per block; spread over its samples run by run
+    # the gain is 1 but around the lowered blocks (runs closer than 32 blocks are taken together)
+    near = _least_within(least, reach + 16) < 1
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], near.view(np.int8), [0]))))
+    runs = []
+    for start, end in zip(edges[::2] * block, np.minimum(edges[1::2] * block, samples.size)):
+        part = np.ones(end - start + 2 * half + 1)          # beyond the run the gain is 1
+        part[half + 1:half + 1 + end - start] = np.repeat(least[start // block:-(-end // block)], block)[:end - start]
+        total = np.cumsum(part)
+        runs.append((int(start), int(end),
+                     ((total[2 * half + 1:] - total[:-2 * half - 1]) / (2 * half + 1)).astype(np.float32)))
+    return runs
 
 
 def _least_within(values: np.ndarray, reach: int) -> np.ndarray:
@@ -395,7 +437,8 @@ class ChapterEncoder:
         tmp = {codec: temp_for(path) for codec, path in files.items()}
         try:
             for codec, path in files.items():
-                fitted = np.pad(samples, (0, size - codec.priming - samples.size))
+                missing = size - codec.priming - samples.size
+                fitted = np.pad(samples, (0, missing)) if missing else samples
                 if codec is MP3:
                     tmp[codec].write_bytes(mp3_frames(fitted))
                 else:
@@ -417,7 +460,7 @@ def mp3_frames(samples: np.ndarray) -> bytes:
     encoder.set_in_sample_rate(RATE)
     encoder.set_channels(1)
     encoder.set_quality(MP3_QUALITY)
-    return bytes(encoder.encode(samples.tobytes()) + encoder.flush())
+    return bytes(encoder.encode(np.ascontiguousarray(samples)) + encoder.flush())
 
 
 def _ffmpeg_encode(samples: np.ndarray, codec: Codec, target: Path, cache: Path) -> None:
