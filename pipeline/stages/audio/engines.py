@@ -17,13 +17,14 @@ import hashlib
 import importlib.util
 import json
 import os
-import queue
 import re
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,35 +157,40 @@ class EngineFailed(PublishError):
 
 
 class HelperProcess:
-    """A program that reads one request a line on standard input and answers each in time, or is ended."""
+    """A program that reads requests on standard input and answers each with a line in time, or is ended.
+
+    The thread that asks reads the answer itself, waiting on the pipe for at
+    most the time allowed: no thread in between to hand each answer over (a
+    narration asks some hundred times per minute of speech). What the program
+    says on its other output is kept, by a thread of its own, for an error
+    message."""
 
     def __init__(self, name: str, command: list[str], answers_on: str):
         self.name = name
         # a session of its own: a stuck engine is ended with everything it started (the system voice's speakers)
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1,
-                                        start_new_session=True)
-        self.answers: queue.Queue[str | None] = queue.Queue()
+                                        stderr=subprocess.PIPE, start_new_session=True)
+        answers, other = ((self.process.stdout, self.process.stderr) if answers_on == "stdout"
+                          else (self.process.stderr, self.process.stdout))
+        self.answers = answers.fileno()
+        self.waiting = select.poll()
+        self.waiting.register(self.answers, select.POLLIN)
+        self.pending = b""                        # what was read past the last answer
         self.errors: list[str] = []
-        # one reader per pipe: answers come from one, what the engine says besides from the other
-        for stream, answers in ((self.process.stdout, answers_on == "stdout"),
-                                (self.process.stderr, answers_on == "stderr")):
-            threading.Thread(target=self._read, args=(stream, answers), daemon=True).start()
+        threading.Thread(target=self._keep, args=(other,), daemon=True).start()
 
-    def _read(self, stream, answers: bool) -> None:
+    def _keep(self, stream) -> None:
         for line in stream:
-            (self.answers.put if answers else self.errors.append)(line.rstrip("\n"))
-        if answers:
-            self.answers.put(None)                # the program ended
+            self.errors.append(line.decode("utf-8", errors="replace").rstrip("\n"))
 
-    def ask(self, request: str | None, timeout: float, what: str) -> str:
+    def ask(self, request: bytes | None, timeout: float, what: str) -> str:
         """Send *request* (if any) and return the next answer; a failure is an EngineFailed naming the cause."""
         try:
             if request is not None:
-                self.process.stdin.write(request + "\n")
+                self.process.stdin.write(request)
                 self.process.stdin.flush()
-            answer = self.answers.get(timeout=timeout)
-        except queue.Empty:
+            answer = self._next_line(time.monotonic() + timeout)
+        except TimeoutError:
             self.close()
             raise self.failed(f"did not finish {what} within {timeout:.0f} seconds and was stopped") from None
         except OSError:
@@ -193,6 +199,19 @@ class HelperProcess:
             self.close()
             raise self.failed(f"ended while {what} (exit status {self.process.returncode})")
         return answer
+
+    def _next_line(self, deadline: float) -> str | None:
+        """The next line the program answers (None if it ended first); a TimeoutError after *deadline*."""
+        while b"\n" not in self.pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.waiting.poll(left * 1000):
+                raise TimeoutError
+            more = os.read(self.answers, 1 << 16)
+            if not more:
+                return None
+            self.pending += more
+        line, _, self.pending = self.pending.partition(b"\n")
+        return line.decode("utf-8", errors="replace")
 
     def failed(self, message: str) -> EngineFailed:
         said = " | ".join(line for line in self.errors[-5:] if line.strip())
@@ -220,41 +239,52 @@ def hint_for(said: str) -> str:
 
 
 class SystemEngine:
-    """pyttsx3 (espeak-ng), one utterance at a time, in the helper process of system_voice.py."""
+    """pyttsx3 (espeak-ng), one utterance at a time, in the helper process of system_voice.py (which describes
+    its requests and answers)."""
 
     name = "system"
 
     def __init__(self, choice: VoiceChoice, language: str, rate: int):
         engine_version()                    # a missing espeak-ng is exit 3 with its install command
         # by its file name, with no folder of its own on the module path (-P), without the site module (-S) but
-        # told where pyttsx3 is: it imports nothing but pyttsx3 and the standard library (see system_voice.py)
-        pyttsx3 = importlib.util.find_spec("pyttsx3")
-        where = [str(Path(pyttsx3.origin).parent.parent)] if pyttsx3 and pyttsx3.origin else []
+        # told where pyttsx3's binding is: it imports nothing but that and a little of the standard library
+        binding = espeak_binding()
         self.helper = HelperProcess("system (pyttsx3/espeak-ng)", [
-            sys.executable, *(["-S"] if where else []), "-P", str(Path(__file__).with_name("system_voice.py")),
-            language, choice.voice, str(rate), *where], answers_on="stdout")
-        ready = json.loads(self.helper.ask(None, START_TIMEOUT, "starting"))
-        if "error" in ready:
+            sys.executable, *(["-S"] if binding else []), "-P", str(Path(__file__).with_name("system_voice.py")),
+            language, choice.voice, str(rate), *binding], answers_on="stdout")
+        kind, *ready = self.helper.ask(None, START_TIMEOUT, "starting").split("\t")
+        if kind != "ready":
+            message = ready[-1] if ready else kind
             self.helper.close()
-            if "voice" in ready["error"]:
-                raise PublishError(Problem("theme.yaml", 0, 0, ready["error"].split(": ", 1)[-1],
+            if "voice" in message:
+                raise PublishError(Problem("theme.yaml", 0, 0, message.split(": ", 1)[-1],
                                            "set voice.voices in the theme to a voice that `espeak-ng --voices` lists"))
-            raise MissingTool(f"the espeak-ng speech engine ({ready['error']})", ESPEAK_INSTALL, "the audio narration")
-        self.voice, self.rate = ready["voice"], rate
-        self.reset = ready.get("reset")         # how each utterance starts from the same state (system_voice.py)
+            raise MissingTool(f"the espeak-ng speech engine ({message})", ESPEAK_INSTALL, "the audio narration")
+        self.voice, self.reset = ready                # reset: how each utterance starts from the same state
+        self.rate = rate
 
     def speak(self, text: str, wav: Path) -> None:
-        answer = json.loads(self.helper.ask(json.dumps({"text": text, "wav": str(wav)}), UTTERANCE_TIMEOUT,
-                                            "speaking an utterance"))
-        if answer.get("errno"):                  # the file could not be written: the cache's problem, not the engine's
-            raise OSError(answer["errno"], os.strerror(answer["errno"]), str(wav))
-        if "error" in answer:
-            raise self.helper.failed(f"failed: {answer['error']}")
-        if answer.get("rate") != self.rate:
-            raise WrongRate(answer.get("rate"), self.rate)
+        said, where = text.encode("utf-8"), os.fsencode(wav)
+        kind, *answer = self.helper.ask(b"%d %d\n%s%s" % (len(said), len(where), said, where), UTTERANCE_TIMEOUT,
+                                        "speaking an utterance").split("\t")
+        if kind == "error" and answer[0]:         # the file could not be written: the cache's problem, not the engine's
+            raise OSError(int(answer[0]), os.strerror(int(answer[0])), str(wav))
+        if kind != "ok":
+            raise self.helper.failed(f"failed: {answer[-1] if answer else kind}")
+        if int(answer[1]) != self.rate:
+            raise WrongRate(int(answer[1]), self.rate)
 
     def close(self) -> None:
         self.helper.close()
+
+
+@functools.lru_cache(maxsize=None)
+def espeak_binding() -> list[str]:
+    """The folder of pyttsx3's binding of espeak-ng (its module `drivers/_espeak.py`), found without importing
+    pyttsx3; empty if it is not where pyttsx3 keeps it (the helper then imports it through the package)."""
+    pyttsx3 = importlib.util.find_spec("pyttsx3")
+    drivers = Path(pyttsx3.origin).parent / "drivers" if pyttsx3 and pyttsx3.origin else None
+    return [str(drivers)] if drivers and (drivers / "_espeak.py").is_file() else []
 
 
 class WrongRate(Exception):
@@ -288,7 +318,7 @@ class PiperEngine:
     def speak(self, text: str, wav: Path) -> None:
         line = " ".join(text.split())             # one utterance is one line for Piper
         wait = UTTERANCE_TIMEOUT + (0 if self.started else START_TIMEOUT)
-        request: str | None = line
+        request: bytes | None = (line + "\n").encode("utf-8")
         while True:
             answer = self.helper.ask(request, wait, "speaking an utterance")
             request = None
