@@ -1,18 +1,23 @@
 """The `system` speech engine's helper process: pyttsx3 (espeak-ng on Linux) speaking one utterance per request.
 
-Run as ``python -S -P path/to/system_voice.py LANGUAGE VOICE RATE [FOLDER]``
-(FOLDER: where pyttsx3's binding of espeak-ng, its module `_espeak.py`, is).
-It reads requests on standard input and answers each with one line on
-standard output, its fields separated by tabs:
-- at start, ``ready VOICE RESET`` (RESET: how each utterance starts from the
-  same state, see below) or ``error ERRNO MESSAGE``;
-- for each request, ``ok SAMPLES RATE`` (the rate espeak-ng was set to,
+Run as ``python -S -P path/to/system_voice.py LANGUAGE VOICE RATE SIBLINGS [FOLDER]``
+(SIBLINGS: the pipes of the helpers it may fork, see below, as
+``IN:OUT,IN:OUT``, or empty; FOLDER: where pyttsx3's binding of espeak-ng,
+its module `_espeak.py`, is). It reads requests on standard input and
+answers each with one line on standard output, its fields separated by tabs:
+- at start, ``ready VOICE RESET PID`` (RESET: how each utterance starts
+  from the same state, see below) or ``error ERRNO MESSAGE``;
+- for each utterance, ``ok SAMPLES RATE`` (the rate espeak-ng was set to,
   read back) or ``error ERRNO MESSAGE`` (ERRNO: the system's error number
   when the WAV file could not be written, else empty).
-A request is a line ``TEXT_BYTES PATH_BYTES`` followed by that many bytes
-of the utterance's text (UTF-8) and of the path of the WAV file to write:
-sizes rather than a quoting, so that any text and any path pass as they
-are, read with no parser at all.
+An utterance is asked for with a line ``TEXT_BYTES PATH_BYTES`` followed
+by that many bytes of its text (UTF-8) and of the path of the WAV file to
+write: sizes rather than a quoting, so that any text and any path pass as
+they are, read with no parser at all. A line ``fork N`` (no answer here)
+forks a sibling: a copy of this helper as it was set up, which reads and
+answers on the Nth pair of pipes of SIBLINGS instead, starting with its
+own ``ready`` line. A build runs a helper per core; the second costs a
+fork, not a start (some 40 ms of CPU, see below).
 
 Why a process of its own, spoken to through pipes:
 - the build can bound every utterance's time and end a stuck engine (a
@@ -266,20 +271,29 @@ class EspeakSpeaker:
 
 def main(argv: list[str]) -> int:
     language, wanted, rate = argv[0], argv[1], int(argv[2])
+    siblings = [tuple(int(fd) for fd in pair.split(":")) for pair in argv[3].split(",") if pair]
     binding = None
     try:
-        if argv[3:]:                          # pyttsx3's binding, imported by itself (see above)
-            sys.path.insert(0, argv[3])
+        if argv[4:]:                          # pyttsx3's binding, imported by itself (see above)
+            sys.path.insert(0, argv[4])
             import _espeak as binding
         speaker = EspeakSpeaker(language, wanted, rate, binding)
     except Exception as exc:                      # the build reports it, naming the engine
         _answer("error", "", f"{type(exc).__name__}: {exc}")
         return 1
-    _answer("ready", speaker.voice, speaker.reset)
     if speaker.reset == "forked":
         gc.freeze()         # the children share this process's memory: the collector must not touch (copy) it
-    requests = sys.stdin.buffer
+    return serve(speaker, sys.stdin.buffer, siblings)
+
+
+def serve(speaker: EspeakSpeaker, requests, siblings: list[tuple[int, int]]) -> int:
+    """Say so, then answer each request read from *requests* until they end."""
+    _answer("ready", speaker.voice, speaker.reset, os.getpid())
+    forked = []
     while header := requests.readline():
+        if header.startswith(b"fork "):
+            forked.append(_fork_sibling(speaker, siblings, int(header.split()[1])))
+            continue
         text_bytes, path_bytes = (int(size) for size in header.split())
         text, wav = requests.read(text_bytes).decode("utf-8"), os.fsdecode(requests.read(path_bytes))
         # An utterance with a phrase in another language switches voice inside espeak-ng, which loads that
@@ -298,7 +312,31 @@ def main(argv: list[str]) -> int:
             if os.waitstatus_to_exitcode(status) < 0:
                 _answer("error", "", f"espeak-ng crashed (signal {-os.waitstatus_to_exitcode(status)})")
         os.environ.pop("PUBLISH_TEST_WRONG_RATE", None)           # the injected fault hits the first utterance only
+    for child in forked:                          # the siblings end when the build closes their pipes
+        os.waitpid(child, 0)
     return 0
+
+
+def _fork_sibling(speaker: EspeakSpeaker, siblings: list[tuple[int, int]], number: int) -> int:
+    """Fork the sibling that answers on the pipes siblings[number] and return its process id. It starts from
+    this helper's state as it was set up, restored before every utterance (or forked from), as here."""
+    requests, answers = siblings[number]
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            os.dup2(requests, 0)
+            os.dup2(answers, 1)
+            for fd in {fd for pair in siblings for fd in pair}:   # the others' pipes: their ends are theirs
+                os.close(fd)
+            # its requests read afresh: what this helper had read ahead on its own input is not for it
+            status = serve(speaker, open(0, "rb"), [])
+        finally:
+            os._exit(status)
+    os.close(requests)
+    os.close(answers)
+    siblings[number] = ()                         # (closed: another sibling must not close what reuses the numbers)
+    return child
 
 
 def _speak_one(speaker: EspeakSpeaker, text: str, wav: str) -> int:
