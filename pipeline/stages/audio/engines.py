@@ -301,6 +301,11 @@ class SystemEngine:
                 sys.executable, *(["-S"] if binding else []), "-P", str(Path(__file__).with_name("system_voice.py")),
                 language, choice.voice, str(rate), ",".join(f"{fd}:{other}" for fd, other in theirs), *binding],
                 answers_on="stdout", pass_fds=tuple(fd for pair in theirs for fd in pair))
+        except BaseException:
+            for requests, answers in self.spares:
+                os.close(requests[1])
+                os.close(answers[0])
+            raise
         finally:
             for fd in (fd for pair in theirs for fd in pair):
                 os.close(fd)                      # the helper's now: an end of the pipe it holds alone
@@ -324,7 +329,7 @@ class SystemEngine:
     def sibling(self) -> SystemEngine:
         """Another engine, in a helper forked from this one's as it was set up: the same voice and state, and
         pipes of its own. Asked while this engine speaks, the fork waits for the end of that utterance."""
-        with self.helper.sending:
+        with self.helper.sending:                 # (also numbers the siblings one at a time)
             number = len(self.siblings)
             if number == len(self.spares):
                 raise RuntimeError(f"no more than {number} siblings were planned for this engine")
