@@ -483,9 +483,11 @@ def children_cpu() -> float:
 
 
 def measure_voices(work: Path, runs: int = 3) -> dict:
-    """Each engine's synthesis against its own program on the same sentences, in turns, *runs* times each:
-    the system engine on the short article and on B12 (where its start is a smaller share), Piper on the short
-    one (B12 takes it minutes)."""
+    """Each engine's synthesis against its own program on the same sentences, in turns: *runs* times each for
+    Piper, on the short article (B12 takes it minutes), and three times as many for the system engine, on the
+    short article and on B12 (where its start is a smaller share), whose runs take a second or less and move
+    with the machine's other work by a quarter. Which of the two goes first alternates from turn to turn; the
+    overhead is of the medians, and each turn's figures are reported too."""
     sys.path.insert(0, str(ROOT))
     import numpy  # noqa: F401  (a build has it loaded before it speaks: its import is not synthesis)
     from pipeline.source import load_article
@@ -510,19 +512,28 @@ def measure_voices(work: Path, runs: int = 3) -> dict:
                    "--noise-scale", str(PIPER_NOISE), "--noise-w-scale", str(PIPER_NOISE)]
         else:
             own = ["espeak-ng", "-v", "en-us", "-s", str(theme.voice_rate), "-f", str(lines), "-w", str(work / "own.wav")]
-        ours, theirs, walls, loads = [], [], [], []
-        for n in range(runs):
-            # publish's synthesis alone (helper processes, cache and checks included), then the engine's own program
+        ours, parents, theirs, walls, loads = [], [], [], [], []
+
+        def publish_synthesis(n: int) -> list[Path]:
+            """publish's synthesis alone: its helper processes, the threads, checks and cache of this process."""
             cache = work / f"speech-{engine}-{article_path.stem}-{n}"
-            started, cpu = time.perf_counter(), children_cpu() + time.process_time()
+            started, cpu, parent = time.perf_counter(), children_cpu() + time.process_time(), time.process_time()
             synth = Synthesizer(choice, "en", theme.voice_rate, cache)
-            wavs = synth.wavs([u.spoken for u in utterances])
+            made = synth.wavs([u.spoken for u in utterances])
             synth.close()
             ours.append(children_cpu() + time.process_time() - cpu)
+            parents.append(time.process_time() - parent)
             walls.append(time.perf_counter() - started)
+            return made
+
+        for n in range(runs * (3 if engine == "system" else 1)):
+            if n % 2:
+                wavs = publish_synthesis(n)
             cpu = children_cpu()
             subprocess.run(own, check=True, capture_output=True)
             theirs.append(children_cpu() - cpu)
+            if not n % 2:
+                wavs = publish_synthesis(n)
             loads.append(os.getloadavg()[0])
         import wave
         speech = sum(wave.open(str(w)).getnframes() / wave.open(str(w)).getframerate() for w in wavs)
@@ -531,6 +542,7 @@ def measure_voices(work: Path, runs: int = 3) -> dict:
             "cpu_s_per_minute_of_speech": round(median(ours) / speech * 60, 3),
             "own_program_cpu_s_per_minute_of_speech": round(median(theirs) / speech * 60, 3),
             "cpu_s": [round(x, 3) for x in ours], "own_program_cpu_s": [round(x, 3) for x in theirs],
+            "of_which_publish_process_cpu_s": [round(x, 3) for x in parents],
             "overhead_over_own_cli": round(median(ours) / median(theirs) - 1, 3),
             "overhead_each_run": [round(x / y - 1, 3) for x, y in zip(ours, theirs)],
             "synthesis_wall_s": round(median(walls), 2), "load_average": [round(x, 1) for x in loads],

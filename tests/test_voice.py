@@ -140,6 +140,50 @@ def test_each_utterance_is_spoken_from_the_same_state_whatever_was_spoken_before
         assert spoken([n], f"fresh-{n}") == {n: forward[n]}
 
 
+def test_the_second_engine_is_forked_from_the_first_speaks_the_same_and_fails_alone(tmp_path):
+    """A build's second system engine is a fork of the first one's helper, made after the first has spoken:
+    it speaks every utterance to the same bytes; a sibling that dies is an error naming the engine while the
+    first speaks on; and closing the first ends every helper."""
+    from pipeline.stages.audio.engines import EngineFailed, ForkedHelper, HelperProcess, SystemEngine
+    from pipeline.stages.audio.lexicon import load_lexicon
+    from pipeline.stages.audio.script import write_script
+    from pipeline.stages.audio.synth import Synthesizer
+    article, theme = load_article(FOLATE), load_theme(THEME)
+    utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
+    every = [u.spoken for u in utterances]
+    texts = every[:4]
+    choice = choose("system", theme.voices, "en", theme.root)
+    first = SystemEngine(choice, "en", theme.voice_rate, siblings=2)
+    try:
+        first.speak(texts[-1], tmp_path / "before.wav")          # the first helper's state is no longer as set up
+        sibling = first.sibling()
+        assert isinstance(sibling.helper, ForkedHelper) and sibling.helper.pid != first.helper.process.pid
+        for n, text in enumerate(texts):
+            first.speak(text, tmp_path / f"first-{n}.wav")
+            sibling.speak(text, tmp_path / f"sibling-{n}.wav")
+            assert (tmp_path / f"first-{n}.wav").read_bytes() == (tmp_path / f"sibling-{n}.wav").read_bytes(), n
+        another = first.sibling()
+        os.kill(another.helper.pid, 9)
+        with pytest.raises(EngineFailed, match="system .* speech engine ended while speaking"):
+            another.speak(texts[0], tmp_path / "lost.wav")
+        first.speak(texts[0], tmp_path / "again.wav")
+        assert (tmp_path / "again.wav").read_bytes() == (tmp_path / "first-0.wav").read_bytes()
+        pids = (first.helper.process.pid, sibling.helper.pid)
+    finally:
+        first.close()
+    assert first.helper.process.returncode == 0
+    with pytest.raises(ProcessLookupError):                      # ended, and waited for by the first helper
+        os.kill(pids[1], 0)
+    # a build on two cores starts one helper and forks the other
+    synth = Synthesizer(choice, "en", theme.voice_rate, tmp_path / "cache", parallel=2)
+    try:
+        synth.wavs(every)
+        started = [engine for engine in synth.engines if engine is not None]
+        assert [type(engine.helper) for engine in started] == [HelperProcess, ForkedHelper][:len(started)]
+    finally:
+        synth.close()
+
+
 def test_a_full_cache_disk_ends_the_build_with_a_clear_error_in_bounded_time(tmp_path):
     """Before, pyttsx3's loop waited for ever when the WAV could not be written inside its callback."""
     with small_filesystem(tmp_path / "small", "96k") as mount:

@@ -17,13 +17,14 @@ import hashlib
 import importlib.util
 import json
 import os
-import queue
 import re
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,43 +157,69 @@ class EngineFailed(PublishError):
 
 
 class HelperProcess:
-    """A program that reads one request a line on standard input and answers each in time, or is ended."""
+    """A program that reads requests on standard input and answers each with a line in time, or is ended.
 
-    def __init__(self, name: str, command: list[str], answers_on: str):
-        self.name = name
+    The thread that asks reads the answer itself, waiting on the pipe for at
+    most the time allowed: no thread in between to hand each answer over (a
+    narration asks some hundred times per minute of speech). What the program
+    says on its other output is kept, by a thread of its own, for an error
+    message."""
+
+    def __init__(self, name: str, command: list[str], answers_on: str, pass_fds: tuple[int, ...] = ()):
         # a session of its own: a stuck engine is ended with everything it started (the system voice's speakers)
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1,
-                                        start_new_session=True)
-        self.answers: queue.Queue[str | None] = queue.Queue()
-        self.errors: list[str] = []
-        # one reader per pipe: answers come from one, what the engine says besides from the other
-        for stream, answers in ((self.process.stdout, answers_on == "stdout"),
-                                (self.process.stderr, answers_on == "stderr")):
-            threading.Thread(target=self._read, args=(stream, answers), daemon=True).start()
+                                        stderr=subprocess.PIPE, start_new_session=True, pass_fds=pass_fds)
+        answers, other = ((self.process.stdout, self.process.stderr) if answers_on == "stdout"
+                          else (self.process.stderr, self.process.stdout))
+        self._talk(name, self.process.stdin, answers.fileno(), [])
+        threading.Thread(target=self._keep, args=(other,), daemon=True).start()
 
-    def _read(self, stream, answers: bool) -> None:
+    def _talk(self, name: str, requests, answers: int, errors: list[str]) -> None:
+        self.name = name
+        self.requests, self.answers = requests, answers
+        self.sending = threading.Lock()           # a request is written whole, whichever thread writes
+        self.waiting = select.poll()
+        self.waiting.register(answers, select.POLLIN)
+        self.pending = b""                        # what was read past the last answer
+        self.errors = errors
+
+    def _keep(self, stream) -> None:
         for line in stream:
-            (self.answers.put if answers else self.errors.append)(line.rstrip("\n"))
-        if answers:
-            self.answers.put(None)                # the program ended
+            self.errors.append(line.decode("utf-8", errors="replace").rstrip("\n"))
 
-    def ask(self, request: str | None, timeout: float, what: str) -> str:
+    def ask(self, request: bytes | None, timeout: float, what: str) -> str:
         """Send *request* (if any) and return the next answer; a failure is an EngineFailed naming the cause."""
         try:
             if request is not None:
-                self.process.stdin.write(request + "\n")
-                self.process.stdin.flush()
-            answer = self.answers.get(timeout=timeout)
-        except queue.Empty:
-            self.close()
+                self.send(request)
+            answer = self._next_line(time.monotonic() + timeout)
+        except TimeoutError:
+            self.stop()
             raise self.failed(f"did not finish {what} within {timeout:.0f} seconds and was stopped") from None
         except OSError:
             answer = None
         if answer is None:
             self.close()
-            raise self.failed(f"ended while {what} (exit status {self.process.returncode})")
+            raise self.failed(f"ended while {what}{self.exit_status()}")
         return answer
+
+    def send(self, request: bytes) -> None:
+        with self.sending:
+            self.requests.write(request)
+            self.requests.flush()
+
+    def _next_line(self, deadline: float) -> str | None:
+        """The next line the program answers (None if it ended first); a TimeoutError after *deadline*."""
+        while b"\n" not in self.pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.waiting.poll(left * 1000):
+                raise TimeoutError
+            more = os.read(self.answers, 1 << 16)
+            if not more:
+                return None
+            self.pending += more
+        line, _, self.pending = self.pending.partition(b"\n")
+        return line.decode("utf-8", errors="replace")
 
     def failed(self, message: str) -> EngineFailed:
         said = " | ".join(line for line in self.errors[-5:] if line.strip())
@@ -200,7 +227,11 @@ class HelperProcess:
                                     + (f": {said[-400:]}" if said else ""),
                                     hint_for(message + said)))
 
+    def exit_status(self) -> str:
+        return f" (exit status {self.process.returncode})"
+
     def close(self) -> None:
+        """Close its input, which ends it; one that does not end within 5 seconds is killed."""
         if self.process.poll() is None:
             try:
                 self.process.stdin.close()
@@ -209,6 +240,33 @@ class HelperProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+    stop = close                                  # (a stuck one: closed and, 5 seconds on, killed)
+
+
+class ForkedHelper(HelperProcess):
+    """A helper process forked by another one (a HelperProcess) and spoken to through pipes made for it. It
+    shares that one's error output and its process group, so that ending the first ends it too."""
+
+    def __init__(self, first: HelperProcess, requests: int, answers: int):
+        self._talk(first.name, open(requests, "wb"), answers, first.errors)
+        self.pid: int | None = None               # said in its first answer; it is a child of the first helper
+
+    def exit_status(self) -> str:
+        return ""                                 # (known only to the helper that forked it)
+
+    def close(self) -> None:
+        """Close its input, which ends it (the helper that forked it waits for it)."""
+        if not self.requests.closed:
+            with contextlib.suppress(OSError):
+                self.requests.close()
+            os.close(self.answers)
+
+    def stop(self) -> None:
+        if self.pid and not self.requests.closed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+        self.close()
 
 
 def hint_for(said: str) -> str:
@@ -220,41 +278,100 @@ def hint_for(said: str) -> str:
 
 
 class SystemEngine:
-    """pyttsx3 (espeak-ng), one utterance at a time, in the helper process of system_voice.py."""
+    """pyttsx3 (espeak-ng), one utterance at a time, in the helper process of system_voice.py (which describes
+    its requests and answers).
+
+    The first engine of a build starts its helper; the others are forked from
+    that helper once it is set up (see sibling): a start of its own costs a
+    helper some 40 ms of CPU, a fork about one."""
 
     name = "system"
 
-    def __init__(self, choice: VoiceChoice, language: str, rate: int):
+    def __init__(self, choice: VoiceChoice, language: str, rate: int, siblings: int = 0):
+        """*siblings*: how many more engines may be forked from this one's helper later."""
         engine_version()                    # a missing espeak-ng is exit 3 with its install command
+        # the pipes of the siblings, made now: the helper is given their far ends as it starts
+        self.spares = [(os.pipe(), os.pipe()) for _ in range(siblings)]
+        theirs = [(requests[0], answers[1]) for requests, answers in self.spares]
         # by its file name, with no folder of its own on the module path (-P), without the site module (-S) but
-        # told where pyttsx3 is: it imports nothing but pyttsx3 and the standard library (see system_voice.py)
-        pyttsx3 = importlib.util.find_spec("pyttsx3")
-        where = [str(Path(pyttsx3.origin).parent.parent)] if pyttsx3 and pyttsx3.origin else []
-        self.helper = HelperProcess("system (pyttsx3/espeak-ng)", [
-            sys.executable, *(["-S"] if where else []), "-P", str(Path(__file__).with_name("system_voice.py")),
-            language, choice.voice, str(rate), *where], answers_on="stdout")
-        ready = json.loads(self.helper.ask(None, START_TIMEOUT, "starting"))
-        if "error" in ready:
-            self.helper.close()
-            if "voice" in ready["error"]:
-                raise PublishError(Problem("theme.yaml", 0, 0, ready["error"].split(": ", 1)[-1],
+        # told where pyttsx3's binding is: it imports nothing but that and a little of the standard library
+        binding = espeak_binding()
+        try:
+            helper = HelperProcess("system (pyttsx3/espeak-ng)", [
+                sys.executable, *(["-S"] if binding else []), "-P", str(Path(__file__).with_name("system_voice.py")),
+                language, choice.voice, str(rate), ",".join(f"{fd}:{other}" for fd, other in theirs), *binding],
+                answers_on="stdout", pass_fds=tuple(fd for pair in theirs for fd in pair))
+        except BaseException:
+            for requests, answers in self.spares:
+                os.close(requests[1])
+                os.close(answers[0])
+            raise
+        finally:
+            for fd in (fd for pair in theirs for fd in pair):
+                os.close(fd)                      # the helper's now: an end of the pipe it holds alone
+        self.rate, self.siblings = rate, []
+        self._ready(helper)
+
+    def _ready(self, helper: HelperProcess) -> None:
+        self.helper = helper
+        kind, *ready = helper.ask(None, START_TIMEOUT, "starting").split("\t")
+        if kind != "ready":
+            message = ready[-1] if ready else kind
+            self.close()
+            if "voice" in message:
+                raise PublishError(Problem("theme.yaml", 0, 0, message.split(": ", 1)[-1],
                                            "set voice.voices in the theme to a voice that `espeak-ng --voices` lists"))
-            raise MissingTool(f"the espeak-ng speech engine ({ready['error']})", ESPEAK_INSTALL, "the audio narration")
-        self.voice, self.rate = ready["voice"], rate
-        self.reset = ready.get("reset")         # how each utterance starts from the same state (system_voice.py)
+            raise MissingTool(f"the espeak-ng speech engine ({message})", ESPEAK_INSTALL, "the audio narration")
+        self.voice, self.reset, pid = ready       # reset: how each utterance starts from the same state
+        if isinstance(helper, ForkedHelper):
+            helper.pid = int(pid)
+
+    def sibling(self) -> SystemEngine:
+        """Another engine, in a helper forked from this one's as it was set up: the same voice and state, and
+        pipes of its own. Asked while this engine speaks, the fork waits for the end of that utterance."""
+        with self.helper.sending:                 # (also numbers the siblings one at a time)
+            number = len(self.siblings)
+            if number == len(self.spares):
+                raise RuntimeError(f"no more than {number} siblings were planned for this engine")
+            requests, answers = self.spares[number]
+            other = object.__new__(SystemEngine)
+            other.rate, other.spares, other.siblings = self.rate, [], []
+            other.helper = ForkedHelper(self.helper, requests[1], answers[0])
+            self.siblings.append(other)
+        with contextlib.suppress(OSError):        # a helper that has ended leaves the sibling's pipes at their end
+            self.helper.send(b"fork %d\n" % number)
+        other._ready(other.helper)
+        return other
 
     def speak(self, text: str, wav: Path) -> None:
-        answer = json.loads(self.helper.ask(json.dumps({"text": text, "wav": str(wav)}), UTTERANCE_TIMEOUT,
-                                            "speaking an utterance"))
-        if answer.get("errno"):                  # the file could not be written: the cache's problem, not the engine's
-            raise OSError(answer["errno"], os.strerror(answer["errno"]), str(wav))
-        if "error" in answer:
-            raise self.helper.failed(f"failed: {answer['error']}")
-        if answer.get("rate") != self.rate:
-            raise WrongRate(answer.get("rate"), self.rate)
+        said, where = text.encode("utf-8"), os.fsencode(wav)
+        kind, *answer = self.helper.ask(b"%d %d\n%s%s" % (len(said), len(where), said, where), UTTERANCE_TIMEOUT,
+                                        "speaking an utterance").split("\t")
+        if kind == "error" and answer[0]:         # the file could not be written: the cache's problem, not the engine's
+            raise OSError(int(answer[0]), os.strerror(int(answer[0])), str(wav))
+        if kind != "ok":
+            raise self.helper.failed(f"failed: {answer[-1] if answer else kind}")
+        if int(answer[1]) != self.rate:
+            raise WrongRate(int(answer[1]), self.rate)
 
     def close(self) -> None:
+        """The siblings first: the helper waits for those it forked before it ends."""
+        for sibling in self.siblings:
+            sibling.close()
+        for requests, answers in self.spares[len(self.siblings):]:      # the pipes of siblings never forked
+            os.close(requests[1])
+            os.close(answers[0])
+        self.spares = self.spares[:len(self.siblings)]
         self.helper.close()
+
+
+@functools.lru_cache(maxsize=None)
+def espeak_binding() -> list[str]:
+    """The folder of pyttsx3's binding of espeak-ng (its module `drivers/_espeak.py`), found without importing
+    pyttsx3; empty if it is not where pyttsx3 keeps it (the helper then imports it through the package)."""
+    pyttsx3 = importlib.util.find_spec("pyttsx3")
+    drivers = Path(pyttsx3.origin).parent / "drivers" if pyttsx3 and pyttsx3.origin else None
+    return [str(drivers)] if drivers and (drivers / "_espeak.py").is_file() else []
 
 
 class WrongRate(Exception):
@@ -288,7 +405,7 @@ class PiperEngine:
     def speak(self, text: str, wav: Path) -> None:
         line = " ".join(text.split())             # one utterance is one line for Piper
         wait = UTTERANCE_TIMEOUT + (0 if self.started else START_TIMEOUT)
-        request: str | None = line
+        request: bytes | None = (line + "\n").encode("utf-8")
         while True:
             answer = self.helper.ask(request, wait, "speaking an utterance")
             request = None
@@ -304,7 +421,15 @@ class PiperEngine:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def start(choice: VoiceChoice, language: str, rate: int, scratch: Path):
+def start(choice: VoiceChoice, language: str, rate: int, scratch: Path, siblings: int = 0):
+    """An engine for *choice*; a system engine can fork *siblings* more (SystemEngine.sibling)."""
     if choice.engine == "piper":
         return PiperEngine(choice, rate, scratch)
-    return SystemEngine(choice, language, rate)
+    return SystemEngine(choice, language, rate, siblings)
+
+
+def start_another(first, choice: VoiceChoice, language: str, rate: int, scratch: Path):
+    """One more engine like *first*: forked from it where it can (the system engine), else started."""
+    if isinstance(first, SystemEngine):
+        return first.sibling()
+    return start(choice, language, rate, scratch)

@@ -1,11 +1,23 @@
 """The `system` speech engine's helper process: pyttsx3 (espeak-ng on Linux) speaking one utterance per request.
 
-Run as ``python -S -P path/to/system_voice.py LANGUAGE VOICE RATE [FOLDER]``
-(FOLDER: where pyttsx3 is installed);
-it answers on standard output, one JSON line each: first
-``{"voice": id, "rate": wpm, "reset": how}`` (or ``{"error": …}``), then one line for
-every request read from standard input (``{"text": …, "wav": path}``):
-``{"samples": n}`` or ``{"error": …}``.
+Run as ``python -S -P path/to/system_voice.py LANGUAGE VOICE RATE SIBLINGS [FOLDER]``
+(SIBLINGS: the pipes of the helpers it may fork, see below, as
+``IN:OUT,IN:OUT``, or empty; FOLDER: where pyttsx3's binding of espeak-ng,
+its module `_espeak.py`, is). It reads requests on standard input and
+answers each with one line on standard output, its fields separated by tabs:
+- at start, ``ready VOICE RESET PID`` (RESET: how each utterance starts
+  from the same state, see below) or ``error ERRNO MESSAGE``;
+- for each utterance, ``ok SAMPLES RATE`` (the rate espeak-ng was set to,
+  read back) or ``error ERRNO MESSAGE`` (ERRNO: the system's error number
+  when the WAV file could not be written, else empty).
+An utterance is asked for with a line ``TEXT_BYTES PATH_BYTES`` followed
+by that many bytes of its text (UTF-8) and of the path of the WAV file to
+write: sizes rather than a quoting, so that any text and any path pass as
+they are, read with no parser at all. A line ``fork N`` (no answer here)
+forks a sibling: a copy of this helper as it was set up, which reads and
+answers on the Nth pair of pipes of SIBLINGS instead, starting with its
+own ``ready`` line. A build runs a helper per core; the second costs a
+fork, not a start (some 40 ms of CPU, see below).
 
 Why a process of its own, spoken to through pipes:
 - the build can bound every utterance's time and end a stuck engine (a
@@ -43,30 +55,43 @@ process per utterance (1 to 2 ms of CPU on a small virtual machine: with
 utterances of some 5 ms of synthesis, more than the 10 % this engine may
 cost over espeak-ng's own program).
 
-The helper is started by its file name, not as a module of the package,
-so that it imports nothing but the standard library and pyttsx3: the
-package's own imports (the document model, the theme) cost some 150 ms of
-CPU, twice per build. It is started without Python's site module too,
-told where pyttsx3 is instead: the `.pth` files of an environment may
-import anything (the editable install's finder, certificates), 35 ms here.
+A build starts a helper per core, and what a helper costs to start is a
+share of this engine's cost over espeak-ng's own program (the benchmark's
+`--voices`), so it imports as little as it can. It is started by its
+file name, not as a module of the package, so that it imports nothing but
+a few modules of the standard library and pyttsx3's binding of espeak-ng:
+the package's own imports (the document model, the theme) cost some 150 ms
+of CPU. It is started without Python's site module, told where the binding
+is instead: the `.pth` files of an environment may import anything (the
+editable install's finder, certificates), 35 ms here. The binding is
+imported by itself, from its folder, not through the pyttsx3 package,
+whose `__init__` imports pyttsx3's engine and, through it, tracebacks,
+tokenizer and weak references (some 15 ms); and requests and answers are
+sizes and tab-separated fields, not JSON (whose decoder brings the regular
+expressions: 11 ms), and the WAV header is written here (not with `wave`).
 """
 from __future__ import annotations
 
 import ctypes
 import gc
-import json
 import os
+import struct
 import sys
-import wave
 
 RATE = 22050            # espeak-ng's sample rate
 # Spoken at start to check that restoring the library's data restores everything that matters (see above)
 PROBE, OTHER = "Two.", "Three, four."
 
 
-def _answer(message: dict) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
+def _answer(*fields: object) -> None:
+    """One line on standard output, written at once (unbuffered: a forked child answers on the same pipe)."""
+    os.write(1, ("\t".join(" ".join(str(field).split()) for field in fields) + "\n").encode("utf-8"))
+
+
+def wav_header(data_bytes: int) -> bytes:
+    """The 44-byte header of a WAV file of *data_bytes* bytes of 16-bit mono samples (as `wave` writes it)."""
+    return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, 1,
+                       RATE, RATE * 2, 2, 16, b"data", data_bytes)
 
 
 class _Phdr(ctypes.Structure):             # Elf64_Phdr
@@ -167,9 +192,11 @@ def choose_voice(available: list[tuple[str, list[str]]], language: str, wanted: 
 class EspeakSpeaker:
     """espeak-ng through pyttsx3's binding, in synchronous mode: each Synth call returns with all its sound."""
 
-    def __init__(self, language: str, wanted: str, rate: int):
-        from pyttsx3.drivers import _espeak
-        self.espeak = _espeak
+    def __init__(self, language: str, wanted: str, rate: int, binding=None):
+        """*binding*: pyttsx3's module `_espeak`, if it was imported already (see main)."""
+        if binding is None:
+            from pyttsx3.drivers import _espeak as binding
+        _espeak = self.espeak = binding
         # synchronous mode (pyttsx3's own driver would start espeak-ng in its queued mode)
         if _espeak.Initialize(_espeak.AUDIO_OUTPUT_SYNCHRONOUS, 1000) == -1:
             raise RuntimeError("espeak-ng could not be initialised")
@@ -214,7 +241,7 @@ class EspeakSpeaker:
             self.failure = exc
             return 1                          # espeak-ng: abort this synthesis
 
-    def speak(self, text: str) -> tuple[bytes, int]:
+    def speak(self, text: str) -> tuple[bytearray, int]:
         """The utterance's samples, and the rate the engine was set to when it spoke them (read back).
         Voice and rate were set once, in synchronous mode, where nothing can drop them, and are part of
         the state every utterance starts from (restored here, or that of the forked child)."""
@@ -228,7 +255,8 @@ class EspeakSpeaker:
             self.espeak.SetParameter(self.espeak.RATE, int(fault[:-1]), 0)
         return self._synth(text), rate
 
-    def _synth(self, text: str) -> bytes:
+    def _synth(self, text: str) -> bytearray:
+        """The samples of *text* (a buffer of their own: the next call collects into a new one)."""
         self.pcm, self.failure = bytearray(), None
         flags = self.espeak.ENDPAUSE | self.espeak.CHARS_UTF8
         if text.startswith("<speak>"):        # a phrase in another language, in a <voice> of its own (script.py)
@@ -238,56 +266,91 @@ class EspeakSpeaker:
             raise self.failure
         if status != 0:
             raise RuntimeError(f"espeak-ng failed to speak (error {status})")
-        return bytes(self.pcm)
+        return self.pcm
 
 
 def main(argv: list[str]) -> int:
     language, wanted, rate = argv[0], argv[1], int(argv[2])
-    sys.path[:0] = argv[3:]                   # where pyttsx3 is installed, when started without the site module
+    siblings = [tuple(int(fd) for fd in pair.split(":")) for pair in argv[3].split(",") if pair]
+    binding = None
     try:
-        speaker = EspeakSpeaker(language, wanted, rate)
+        if argv[4:]:                          # pyttsx3's binding, imported by itself (see above)
+            sys.path.insert(0, argv[4])
+            import _espeak as binding
+        speaker = EspeakSpeaker(language, wanted, rate, binding)
     except Exception as exc:                      # the build reports it, naming the engine
-        _answer({"error": f"{type(exc).__name__}: {exc}"})
+        _answer("error", "", f"{type(exc).__name__}: {exc}")
         return 1
-    _answer({"voice": speaker.voice, "rate": speaker.rate, "reset": speaker.reset})
     if speaker.reset == "forked":
         gc.freeze()         # the children share this process's memory: the collector must not touch (copy) it
-    for line in sys.stdin:
-        request = json.loads(line)
+    return serve(speaker, sys.stdin.buffer, siblings)
+
+
+def serve(speaker: EspeakSpeaker, requests, siblings: list[tuple[int, int]]) -> int:
+    """Say so, then answer each request read from *requests* until they end."""
+    _answer("ready", speaker.voice, speaker.reset, os.getpid())
+    forked = []
+    while header := requests.readline():
+        if header.startswith(b"fork "):
+            forked.append(_fork_sibling(speaker, siblings, int(header.split()[1])))
+            continue
+        text_bytes, path_bytes = (int(size) for size in header.split())
+        text, wav = requests.read(text_bytes).decode("utf-8"), os.fsdecode(requests.read(path_bytes))
         # An utterance with a phrase in another language switches voice inside espeak-ng, which loads that
         # voice into memory the library's restored data would no longer match (it crashed): it is spoken in a
         # child, like every utterance where restoring is not possible.
-        if speaker.reset == "restored" and not request["text"].startswith("<speak>"):
-            _speak_one(speaker, request)
+        if speaker.reset == "restored" and not text.startswith("<speak>"):
+            _speak_one(speaker, text, wav)
         else:
             # The fallback: a child forked from this process as it was before any speech. In synchronous
             # mode espeak-ng runs no thread of its own, so forking it is safe.
-            sys.stdout.flush()
             child = os.fork()
             if child == 0:
                 gc.disable()
-                os._exit(_speak_one(speaker, request))
+                os._exit(_speak_one(speaker, text, wav))
             _, status = os.waitpid(child, 0)
             if os.waitstatus_to_exitcode(status) < 0:
-                _answer({"error": f"espeak-ng crashed (signal {-os.waitstatus_to_exitcode(status)})"})
+                _answer("error", "", f"espeak-ng crashed (signal {-os.waitstatus_to_exitcode(status)})")
         os.environ.pop("PUBLISH_TEST_WRONG_RATE", None)           # the injected fault hits the first utterance only
+    for child in forked:                          # the siblings end when the build closes their pipes
+        os.waitpid(child, 0)
     return 0
 
 
-def _speak_one(speaker: EspeakSpeaker, request: dict) -> int:
-    """Speak one request into its WAV file (a temporary name of the build's, which it moves into the cache) and
+def _fork_sibling(speaker: EspeakSpeaker, siblings: list[tuple[int, int]], number: int) -> int:
+    """Fork the sibling that answers on the pipes siblings[number] and return its process id. It starts from
+    this helper's state as it was set up, restored before every utterance (or forked from), as here."""
+    requests, answers = siblings[number]
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            os.dup2(requests, 0)
+            os.dup2(answers, 1)
+            for fd in {fd for pair in siblings for fd in pair}:   # the others' pipes: their ends are theirs
+                os.close(fd)
+            # its requests read afresh: what this helper had read ahead on its own input is not for it
+            status = serve(speaker, open(0, "rb"), [])
+        finally:
+            os._exit(status)
+    os.close(requests)
+    os.close(answers)
+    siblings[number] = ()                         # (closed: another sibling must not close what reuses the numbers)
+    return child
+
+
+def _speak_one(speaker: EspeakSpeaker, text: str, wav: str) -> int:
+    """Speak *text* into the WAV file *wav* (a temporary name of the build's, which it moves into the cache) and
     answer; the return value is the exit status of a forked child."""
     try:
-        pcm, rate = speaker.speak(request["text"])
-        with wave.open(request["wav"], "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(RATE)
-            out.writeframes(pcm)
+        pcm, rate = speaker.speak(text)
+        with open(wav, "wb") as out:
+            out.write(wav_header(len(pcm)))
+            out.write(pcm)
     except Exception as exc:
-        _answer({"error": f"{type(exc).__name__}: {exc}", "errno": getattr(exc, "errno", None)})
+        _answer("error", getattr(exc, "errno", None) or "", f"{type(exc).__name__}: {exc}")
         return 1
-    _answer({"samples": len(pcm) // 2, "rate": rate})
+    _answer("ok", len(pcm) // 2, rate)
     return 0
 
 
