@@ -440,7 +440,10 @@ class ChapterEncoder:
                 missing = size - codec.priming - samples.size
                 fitted = np.pad(samples, (0, missing)) if missing else samples
                 if codec is MP3:
-                    tmp[codec].write_bytes(mp3_frames(fitted))
+                    try:
+                        tmp[codec].write_bytes(mp3_frames(fitted))
+                    except OSError as exc:      # a failed write names no file: this one is in the cache
+                        raise OSError(exc.errno, exc.strerror, str(tmp[codec])) from None
                 else:
                     _ffmpeg_encode(fitted, codec, tmp[codec], self.cache)
                 store(tmp[codec], path)               # atomic, with its checksum: whole or absent
