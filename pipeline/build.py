@@ -459,10 +459,13 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
     progress = progress or Quiet()
     workers = max(1, workers or os.cpu_count() or 1)
     pools = pools or {}
+    registered = contextlib.ExitStack()
     try:
         _usable_output_folder(out_root)
         if cache_dir is not None:
             cache.check_folder(cache_dir)
+        # while it runs, what it may read is spared by the pruning of other builds (cache.in_use_since)
+        registered.enter_context(cache.running_build(cache_dir))
         epoch = source_date_epoch()
         ready, theme_hashes = [], {}
         # Locks are taken in one order (by slug), so that two batches naming the same articles in other
@@ -517,6 +520,7 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
         for job in jobs:
             _finish(job)
         progress.stop()
+        registered.close()
     return jobs
 
 
