@@ -181,7 +181,9 @@ def run_stage(name: str, article: Article, theme: Theme, workdir: Path, ctx: Bui
     Every failure comes back as a PublishError, so one broken stage is
     reported by name and the other articles of a batch still build.
     """
+    from .theme import keep_compiled_templates      # (a stage's worker has it loaded already)
     started = time.perf_counter()
+    keep_compiled_templates(ctx.cache_dir / cache.TEMPLATES if ctx.cache_dir else None)
     try:
         paths = stages.get(name).render(article, theme, workdir, ctx)
     except PublishError:

@@ -43,7 +43,8 @@ from .errors import EnvironmentProblem, Problem, cannot_use, display_path
 DEFAULT_LIMIT = 2 * 2**30
 KEPT_FOLDERS = ("speech", "encoded")     # the stamps and the version memo are a few kB: never pruned
 BUILDS = "builds"                        # one file per running build (see running_build)
-FOLDERS = (*KEPT_FOLDERS, "stamps", BUILDS)     # made by the stages and the build; checked before a build
+TEMPLATES = "templates"                   # the themes' compiled templates (Jinja2's; theme.keep_compiled_templates)
+FOLDERS = (*KEPT_FOLDERS, "stamps", BUILDS, TEMPLATES)     # made by the stages and the build; checked before a build
 _NAME = r"[0-9a-f]{64}\.(?:wav|mp3|aac|json)"
 ENTRY = re.compile(_NAME + r"(?:\.sha256)?")           # only files the stages wrote are ever removed
 DAMAGED = re.compile(_NAME + r"\.damaged")              # moved aside when found damaged
