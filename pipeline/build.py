@@ -181,7 +181,9 @@ def run_stage(name: str, article: Article, theme: Theme, workdir: Path, ctx: Bui
     Every failure comes back as a PublishError, so one broken stage is
     reported by name and the other articles of a batch still build.
     """
+    from .theme import keep_compiled_templates      # (a stage's worker has it loaded already)
     started = time.perf_counter()
+    keep_compiled_templates(ctx.cache_dir / cache.TEMPLATES if ctx.cache_dir else None)
     try:
         paths = stages.get(name).render(article, theme, workdir, ctx)
     except PublishError:
@@ -459,10 +461,13 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
     progress = progress or Quiet()
     workers = max(1, workers or os.cpu_count() or 1)
     pools = pools or {}
+    registered = contextlib.ExitStack()
     try:
         _usable_output_folder(out_root)
         if cache_dir is not None:
             cache.check_folder(cache_dir)
+        # while it runs, what it may read is spared by the pruning of other builds (cache.in_use_since)
+        registered.enter_context(cache.running_build(cache_dir))
         epoch = source_date_epoch()
         ready, theme_hashes = [], {}
         # Locks are taken in one order (by slug), so that two batches naming the same articles in other
@@ -517,6 +522,7 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
         for job in jobs:
             _finish(job)
         progress.stop()
+        registered.close()
     return jobs
 
 

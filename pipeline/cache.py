@@ -4,13 +4,18 @@ Speech and encodings are found by what they are made of, so they pile up:
 every edit leaves the old sentence's speech and its chapter's old encodings
 behind, and every article adds its own (the B12 article: 45 MB). After each
 build that ran a stage, the entries used longest ago are removed until the
-cache is within its limit (`--cache-limit`, 2 GiB unless given). A build
-marks an entry as used (its file time) whenever it finds it, so what the
-articles still need stays. The speech of a chapter whose encoding is found
-is not read, so it ages and goes before the encodings: it is needed again
-only when that chapter is edited (and then spoken again). An entry used
-within the last hour is never removed, whatever the size: another build may
-be about to read it.
+cache is within its limit (`--cache-limit`, 2 GiB unless given); a long
+batch is also pruned between its runs of articles, so that it keeps within
+the limit as it goes. A build marks an entry as used (its file time)
+whenever it finds it, so what the articles still need stays. The speech of
+a chapter whose encoding is found is not read, so it ages and goes before
+the encodings: it is needed again only when that chapter is edited (and
+then spoken again).
+
+An entry that another build may be about to read is never removed. Every
+build registers while it runs (``builds/<pid>-<token>.build``, its time
+that of the build's start), and the pruning spares every entry used since
+the oldest of them started.
 
 Every entry checks itself. Beside it a small sidecar (``<entry>.sha256``)
 holds its length and SHA-256, written before the entry is moved into place,
@@ -24,6 +29,7 @@ next build removes those whose process has ended (a killed build's).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -36,7 +42,9 @@ from .errors import EnvironmentProblem, Problem, cannot_use, display_path
 
 DEFAULT_LIMIT = 2 * 2**30
 KEPT_FOLDERS = ("speech", "encoded")     # the stamps and the version memo are a few kB: never pruned
-FOLDERS = (*KEPT_FOLDERS, "stamps")      # made by the stages and the build; checked before a build
+BUILDS = "builds"                        # one file per running build (see running_build)
+TEMPLATES = "templates"                   # the themes' compiled templates (Jinja2's; theme.keep_compiled_templates)
+FOLDERS = (*KEPT_FOLDERS, "stamps", BUILDS, TEMPLATES)     # made by the stages and the build; checked before a build
 _NAME = r"[0-9a-f]{64}\.(?:wav|mp3|aac|json)"
 ENTRY = re.compile(_NAME + r"(?:\.sha256)?")           # only files the stages wrote are ever removed
 DAMAGED = re.compile(_NAME + r"\.damaged")              # moved aside when found damaged
@@ -45,6 +53,7 @@ TEMP = re.compile(r"(?:(?:[0-9a-f]{64}\.(?:wav|mp3|aac|json)|[0-9a-f]{32}\.json|
                   r"\.(\d+)(?:-[0-9a-f]{8})?\.tmp")
 LEGACY_TEMP = re.compile(r"tmp\w{8}\.wav")               # written by earlier versions, without their process
 RECENT = 3600                            # seconds
+BUILD_FILE = re.compile(r"(\d+)-[0-9a-f]{8}\.build")
 STALE = 86400                            # seconds: a temporary file this old is left over, whoever wrote it
 SIDECAR = ".sha256"
 FIX = "choose another cache folder with --cache DIR, or delete this one (it only saves time; builds make it again)"
@@ -211,12 +220,14 @@ def _leftover(name: str, modified: float, now: float) -> bool:
     return bool(found) and _ended(int(found.group(1)))
 
 
-def prune(cache_dir: Path, limit: int, now: float | None = None) -> tuple[int, int]:
+def prune(cache_dir: Path, limit: int, now: float | None = None, spare_since: float | None = None) -> tuple[int, int]:
     """Remove what killed builds left (temporary files of ended processes, entries moved aside an hour ago and
-    more), then the entries used longest ago until the cache holds at most *limit* bytes, sparing those used in
-    the last hour; returns how many files and bytes were removed. Only files named as the stages name their
-    entries count: a --cache pointed at the wrong folder loses nothing of anyone else's."""
+    more), then the entries used longest ago until the cache holds at most *limit* bytes, sparing those used
+    since *spare_since* (by default, in the last hour; see `in_use_since`); returns how many files and bytes
+    were removed. Only files named as the stages name their entries count: a --cache pointed at the wrong
+    folder loses nothing of anyone else's."""
     now = time.time() if now is None else now
+    spare_since = now - RECENT if spare_since is None else spare_since
     entries, leftovers = [], []
     for folder in ("", *FOLDERS):            # leftovers anywhere; entries to prune only in KEPT_FOLDERS
         try:
@@ -240,7 +251,7 @@ def prune(cache_dir: Path, limit: int, now: float | None = None) -> tuple[int, i
             pass
     total = sum(size for _, size, _ in entries)
     for used, size, path in sorted(entries):
-        if total <= limit or used > now - RECENT:
+        if total <= limit or used >= spare_since:
             break
         for name in (path, path.removesuffix(SIDECAR) + SIDECAR):    # an entry goes with its sidecar
             try:
@@ -250,3 +261,44 @@ def prune(cache_dir: Path, limit: int, now: float | None = None) -> tuple[int, i
         total -= size
         removed, freed = removed + 1, freed + size
     return removed, freed
+
+
+@contextlib.contextmanager
+def running_build(cache_dir: Path | None):
+    """Register a build in the cache while it runs (see `in_use_since`)."""
+    if cache_dir is None:
+        yield
+        return
+    path = cache_dir / BUILDS / f"{os.getpid()}-{secrets.token_hex(4)}.build"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError:                      # a read-only cache: nothing will be pruned from it by this build either
+        path = None
+    try:
+        yield
+    finally:
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+
+def in_use_since(cache_dir: Path, now: float | None = None) -> float:
+    """Since when entries may be in use: the start of the oldest build still running on this cache, else *now*
+    (a registration left by a process that has ended is removed)."""
+    now = time.time() if now is None else now
+    since = now
+    try:
+        with os.scandir(cache_dir / BUILDS) as found:
+            for entry in found:
+                registered = BUILD_FILE.fullmatch(entry.name)
+                if not registered:
+                    continue
+                if _ended(int(registered.group(1))):
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+                    continue
+                with contextlib.suppress(OSError):
+                    since = min(since, entry.stat().st_mtime)
+    except OSError:
+        pass
+    return since

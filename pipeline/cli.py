@@ -407,6 +407,7 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
         for first in range(0, len(jobs), ARTICLES_PER_WORKER):
             run_of_jobs = jobs[first:first + ARTICLES_PER_WORKER]
             if first:
+                _prune(args, cache_dir)      # the runs before this one: the batch keeps within the limit as it goes
                 pools = start_workers(formats, len(run_of_jobs), args.jobs)
             build(run_of_jobs, out_root, cache_dir, workers=args.jobs, progress=progress, pools=pools,
                   lock_wait=args.wait)
@@ -416,11 +417,16 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
     for job in jobs:
         if job.ok and job.source_label in keys:
             stamp.save(cache_dir, job.folder, keys[job.source_label], referenced[job.source_label])
-    removed, freed = cache.prune(cache_dir, args.cache_limit)
+    _prune(args, cache_dir)
+    return _report(args, jobs, status, progress)
+
+
+def _prune(args: argparse.Namespace, cache_dir: Path) -> None:
+    """Keep the cache within its limit, sparing what builds running on it now may read."""
+    removed, freed = cache.prune(cache_dir, args.cache_limit, spare_since=cache.in_use_since(cache_dir))
     if removed and args.verbose:
         print(f"cache: removed {removed} files ({freed / 2**20:.1f} MB) used longest ago, to keep it within "
               f"{args.cache_limit / 2**20:.0f} MB", file=sys.stderr)
-    return _report(args, jobs, status, progress)
 
 
 def _merge(args: argparse.Namespace, root: Path) -> int:

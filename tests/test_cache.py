@@ -1,8 +1,10 @@
-"""The cache stays within its limit, losing what was used longest ago and never what a build just used."""
+"""The cache stays within its limit, losing what was used longest ago and never what a running build may read."""
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -134,3 +136,28 @@ def test_a_broken_wav_is_never_stored(tmp_path):
 def test_pruning_a_cache_with_a_file_in_place_of_a_folder_is_harmless(tmp_path):
     (tmp_path / "encoded").write_text("not a folder")
     assert prune(tmp_path, 0) == (0, 0)
+
+
+def test_pruning_spares_only_what_running_builds_may_read(tmp_path):
+    """Entries are spared since the oldest running build started, not for an hour: a batch that makes more than
+    the limit keeps within it, and a build running beside it keeps what it may read."""
+    from pipeline.cache import in_use_since, running_build
+    now = time.time()
+    for name, hours in (("a", 3), ("b", 2), ("c", 0.2)):
+        path = tmp_path / "speech" / f"{name * 64}.wav"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (now - hours * 3600, now - hours * 3600))
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left_behind = tmp_path / "builds" / f"{ended.stdout.strip()}-0badf00d.build"      # a killed build's
+    left_behind.parent.mkdir()
+    left_behind.touch()
+    os.utime(left_behind, (now - 5 * 3600, now - 5 * 3600))
+    with running_build(tmp_path):
+        (registered,) = [p for p in (tmp_path / "builds").iterdir() if p != left_behind]
+        os.utime(registered, (now - 2.5 * 3600, now - 2.5 * 3600))       # started two and a half hours ago
+        assert in_use_since(tmp_path, now) == pytest.approx(now - 2.5 * 3600)
+        assert not left_behind.exists()                                   # its process has ended
+        assert prune(tmp_path, 0, now, spare_since=in_use_since(tmp_path, now)) == (1, 1000)   # a alone
+    assert not registered.exists() and in_use_since(tmp_path, now) == now
+    assert prune(tmp_path, 0, now, spare_since=in_use_since(tmp_path, now)) == (2, 2000)       # b and c too
