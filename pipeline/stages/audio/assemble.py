@@ -250,7 +250,10 @@ def energy(samples: np.ndarray) -> float:
     return float(total)
 
 
-def pieces(samples: np.ndarray, size: int = 10 * RATE) -> Iterable[np.ndarray]:
+PIECE = 10 * RATE           # samples: how much of a chapter is worked on at a time (its wider copies stay small)
+
+
+def pieces(samples: np.ndarray, size: int = PIECE) -> Iterable[np.ndarray]:
     """*samples* in consecutive views of *size*: what is made of each (a wider copy) stays small, whatever the
     chapter's length."""
     return (samples[start:start + size] for start in range(0, samples.size, size))
@@ -287,9 +290,6 @@ def limited(samples: np.ndarray, gain_db: float) -> np.ndarray:
         sound *= 32768
         out[first:last] = np.round(sound, out=sound)
     return out
-
-
-PIECE = 10 * RATE
 
 
 def _lowered(samples: np.ndarray, scale: np.float32) -> list[tuple[int, int, np.ndarray]]:
