@@ -516,6 +516,8 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
             for job in ready:
                 _close_article(job, progress)
         if ready:       # the catalogue lists what is published now, including articles built before
+            from .theme import keep_compiled_templates     # (compiling its template took 0.1 s of each build)
+            keep_compiled_templates(cache_dir / cache.TEMPLATES if cache_dir else None)
             write_catalogue(out_root, ready[0].theme, epoch)
     finally:
         stop_workers(pools)         # after a failure or Ctrl-C: end them rather than let them finish (else a no-op)
