@@ -184,6 +184,102 @@ def test_the_second_engine_is_forked_from_the_first_speaks_the_same_and_fails_al
         synth.close()
 
 
+def _speech_cache(tmp_path: Path, texts: list[str]):
+    """The system engine's synthesizer of the fixture's voice, with its cache in *tmp_path*, after speaking *texts*."""
+    from pipeline.stages.audio.synth import Synthesizer
+    theme = load_theme(THEME)
+    synth = Synthesizer(choose("system", theme.voices, "en", theme.root), "en", theme.voice_rate, tmp_path / "cache",
+                        parallel=1)
+    synth.wavs(texts)
+    return synth
+
+
+SPOKEN = ["Folate is a B vitamin.", "Beans, peas and lentils."]
+
+
+@pytest.mark.parametrize("damage", ["cut to its header", "cut short", "one byte more", "zero-filled", "emptied",
+                                    "a sample changed", "its format changed", "its checksum changed"])
+def test_a_damaged_speech_entry_is_refused_named_and_spoken_again(tmp_path, damage):
+    """Each utterance's speech is one file, a WAV that carries its checksum in a chunk of its own: any WAV reader
+    plays it, and a build that finds it damaged moves it aside, names it and speaks it again, to the same bytes."""
+    import wave
+    from pipeline.stages.audio import speech_wav
+    synth = _speech_cache(tmp_path, SPOKEN)
+    try:
+        entries = sorted(synth.cache.iterdir())
+        assert [p.suffix for p in entries] == [".wav", ".wav"]                  # no second file beside each
+        target = synth.cache / f"{synth.key(SPOKEN[0])}.wav"
+        data = target.read_bytes()
+        at = speech_wav.seal_at(data)
+        assert at is not None and speech_wav.seal_problem(data) is None
+        with wave.open(str(target)) as w:                                       # any reader skips the seal
+            assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 22050)
+            assert w.readframes(w.getnframes()) == data[at + 12:]
+        damaged = {"cut to its header": data[:at + 12], "cut short": data[:-100], "one byte more": data + b"\0",
+                   "zero-filled": bytes(len(data)), "emptied": b"",
+                   "a sample changed": data[:5000] + bytes([data[5000] ^ 1]) + data[5001:],
+                   "its format changed": data[:24] + (11025).to_bytes(4, "little") + data[28:],
+                   "its checksum changed": data[:at] + bytes(4) + data[at + 4:]}[damage]
+        target.write_bytes(damaged)
+        assert synth.wavs(SPOKEN) == [target, synth.cache / f"{synth.key(SPOKEN[1])}.wav"]
+        assert synth.synthesized == 3                                           # the damaged one, spoken again
+        assert len(synth.damaged) == 1 and target.name in synth.damaged[0], synth.damaged
+        assert target.read_bytes() == data
+        assert target.with_name(target.name + ".damaged").read_bytes() == damaged
+    finally:
+        synth.close()
+
+
+def test_speech_cached_by_an_earlier_version_is_spoken_again_silently(tmp_path):
+    """An entry of the earlier format (a plain WAV and a checksum file beside it) is no hit and no damage: it is
+    spoken again, in the new format, and its checksum file goes."""
+    import hashlib
+    synth = _speech_cache(tmp_path, SPOKEN[:1])
+    try:
+        target = synth.cache / f"{synth.key(SPOKEN[0])}.wav"
+        sealed = target.read_bytes()
+        with wave_of(tmp_path / "plain.wav") as w:
+            w.writeframes(sealed[56:])
+        plain = (tmp_path / "plain.wav").read_bytes()
+        target.write_bytes(plain)
+        sidecar = target.with_name(target.name + ".sha256")
+        sidecar.write_text(f"{hashlib.sha256(plain).hexdigest()} {len(plain)}\n")
+        synth.wavs(SPOKEN[:1])
+        assert (synth.synthesized, synth.damaged) == (2, [])
+        assert target.read_bytes() == sealed and not sidecar.exists()
+    finally:
+        synth.close()
+
+
+def wave_of(path):
+    """A new 16-bit mono WAV file at 22,050 Hz (a path or a file object), as the earlier versions cached speech."""
+    import wave
+    w = wave.open(str(path) if isinstance(path, Path) else path, "wb")
+    w.setnchannels(1)
+    w.setsampwidth(2)
+    w.setframerate(22050)
+    return w
+
+
+def test_a_wav_without_a_checksum_is_sealed_as_piper_speech_is():
+    """Piper writes a plain WAV: sealed, it has the same sound, any reader reads it, and a change is seen."""
+    import io
+    import wave
+    from pipeline.stages.audio import speech_wav
+    plain = io.BytesIO()
+    with wave_of(plain) as w:
+        w.writeframes(bytes(range(256)) * 40)
+    plain = plain.getvalue()
+    assert speech_wav.seal_problem(plain) == speech_wav.NO_SEAL
+    sealed = speech_wav.seal(plain)
+    assert speech_wav.seal_problem(sealed) is None and len(sealed) == len(plain) + 12
+    with wave.open(io.BytesIO(sealed)) as w:
+        assert w.readframes(w.getnframes()) == bytes(range(256)) * 40
+    assert speech_wav.seal_problem(sealed[:-2] + b"\1\0") == "it does not match its checksum"
+    with pytest.raises(ValueError):
+        speech_wav.seal(b"RIFF\0\0\0\0WAVE")
+
+
 def test_a_full_cache_disk_ends_the_build_with_a_clear_error_in_bounded_time(tmp_path):
     """Before, pyttsx3's loop waited for ever when the WAV could not be written inside its callback."""
     with small_filesystem(tmp_path / "small", "96k") as mount:

@@ -16,6 +16,7 @@ again, and a second failure stops the build.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -29,9 +30,9 @@ from pathlib import Path
 
 import regex
 
-from ...cache import store, temp_for, verified, wav_problem
-from ...errors import Problem, PublishError
-from . import engines
+from ...cache import SIDECAR, mark_used, move_aside, temp_for, wav_problem
+from ...errors import EnvironmentProblem, Problem, PublishError, display_path
+from . import engines, speech_wav
 from .engines import VoiceChoice, WrongRate
 
 ATTEMPTS = 2
@@ -152,34 +153,40 @@ class Synthesizer:
     def wav(self, text: str) -> Path:
         """The cached WAV of *text*, synthesizing it only if it is not cached yet."""
         target = self.cache / f"{self.key(text)}.wav"
-        if verified(target, self.damaged):
+        if cached_speech(target, self.damaged):
             return target
         engine = self._engine()
         tmp = temp_for(target)                   # a name the cache's pruning recognises, should this build be killed
         try:
-            # atomic, with its checksum: a cache entry is whole or absent (the bytes are read once, for both)
-            store(tmp, target, self._speak(engine, text, tmp))
-        except OSError as exc:
-            raise cache_error(self.cache, exc) from None
-        finally:
+            self._speak(engine, text, tmp)
+            os.replace(tmp, target)              # atomic, sealed with its checksum: a cache entry is whole or absent
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise cache_error(self.cache, exc) from None
+            raise
+        finally:
             self.idle.put(engine)                # (one that failed fails the next text at once: none waits for ever)
         with self.lock:
             self.synthesized += 1
         return target
 
-    def _speak(self, engine, text: str, tmp: Path) -> bytes:
-        """Speak *text* into *tmp* and return its bytes, checked: a wrong rate or length is spoken again, a second
-        time is an error."""
+    def _speak(self, engine, text: str, tmp: Path) -> None:
+        """Speak *text* into *tmp* (a sealed WAV, see speech_wav), checked: a wrong rate or length is spoken again,
+        a second time is an error; a broken file, one the engine wrote but the disk did not keep, is an error."""
         for attempt in range(ATTEMPTS):
             try:
                 engine.speak(text, tmp)
                 data = tmp.read_bytes()
+                if problem := wav_problem(data) or (speech_wav.seal_at(data) is None and speech_wav.NO_SEAL):
+                    raise EnvironmentProblem(Problem(display_path(tmp), 0, 0,
+                                                     f"the speech engine wrote a broken WAV: {problem}",
+                                                     "check that the disk is not full, then build again"))
                 seconds = speech_seconds(data)
                 if not length_is_plausible(text, seconds, self.rate, self.choice.engine):
                     raise WrongLength(f"{seconds:.2f} s of speech where about "
                                       f"{expected_seconds(text, self.rate, self.choice.engine):.2f} s were expected")
-                return data
+                return
             except (WrongRate, WrongLength) as exc:
                 with self.lock:
                     self.refused += 1
@@ -226,6 +233,29 @@ class Synthesizer:
             if engine is not None:
                 engine.close()
         self.engines = []
+
+
+def cached_speech(target: Path, damaged: list[str]) -> bytes | None:
+    """The speech cached as *target* if it is there and whole; None if it must be spoken (again). An entry that is
+    not a WAV of its own length or does not match its checksum is moved aside and named in *damaged*; one with no
+    checksum inside, written by an earlier version (beside a sidecar), is spoken again silently."""
+    try:
+        data = target.read_bytes()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        move_aside(target, "a folder where a file belongs", damaged)
+        return None
+    problem = wav_problem(data) or speech_wav.seal_problem(data)
+    if problem == speech_wav.NO_SEAL:
+        with contextlib.suppress(OSError):          # its sidecar, which the seal replaces (a read-only cache keeps it)
+            target.with_name(target.name + SIDECAR).unlink(missing_ok=True)
+        return None
+    if problem:
+        move_aside(target, problem, damaged)
+        return None
+    mark_used(target)
+    return data
 
 
 def describe(exc: Exception, rate: int) -> str:
