@@ -351,6 +351,24 @@ def test_changing_the_engine_respeaks_everything_and_one_edit_respeaks_one_utter
     assert (edited["synthesized"], edited["encoded"]) == (1, 1)
 
 
+def test_a_neural_narration_runs_one_engine_on_every_core_and_caches_sealed_speech(tmp_path):
+    """Piper's onnxruntime spreads each utterance over the cores: a build runs one Piper, not one per core (each
+    would load the model again), and what it speaks is sealed into the cache like the system engine's."""
+    from pipeline.stages.audio import speech_wav
+    from pipeline.stages.audio.synth import Synthesizer
+    require_tool("piper", "pip install piper-tts (or bash setup.sh)")
+    theme = load_theme(THEME)
+    synth = Synthesizer(choose("piper", theme.voices, "en", theme.root), "en", theme.voice_rate, tmp_path / "cache",
+                        parallel=2)
+    try:
+        wavs = synth.wavs(SPOKEN + ["Lentils are rich in folate."])
+        assert len([engine for engine in synth.engines if engine is not None]) == 1 and synth.synthesized == 3
+        assert all(speech_wav.seal_problem(wav.read_bytes()) is None for wav in wavs)
+    finally:
+        synth.close()
+    assert sorted(synth.cache.iterdir()) == sorted(wavs)                     # Piper's own files are gone
+
+
 def test_publish_say_speaks_through_the_lexicon_with_either_engine(tmp_path):
     for engine in ("system", "piper"):
         out = tmp_path / f"{engine}.mp3"

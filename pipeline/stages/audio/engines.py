@@ -438,6 +438,15 @@ class PiperEngine:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
+def at_once(choice: VoiceChoice, cores: int) -> int:
+    """How many engines a build runs side by side on *cores* cores. The system engine: one per core (espeak-ng
+    speaks on one). Piper: one, whose onnxruntime already spreads each utterance over every core (a thread per
+    core); a second engine loaded the model again (1.2 s of CPU, a sixth of the short fixture's narration) and
+    its threads contended with the first's: on two cores, two engines took 7.4 to 9.1 s of CPU for the same
+    wall time as one engine's 6.3 to 7.1 s."""
+    return 1 if choice.engine == "piper" else cores
+
+
 def start(choice: VoiceChoice, language: str, rate: int, scratch: Path, siblings: int = 0):
     """An engine for *choice*; a system engine can fork *siblings* more (SystemEngine.sibling)."""
     if choice.engine == "piper":

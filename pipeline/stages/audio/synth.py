@@ -88,12 +88,12 @@ def speech_seconds(wav: Path | bytes) -> float:
     """The length of the speech in a WAV file (or its bytes), from the first to the last sample that is not silence."""
     import numpy as np
     data = wav if isinstance(wav, bytes) else wav.read_bytes()
-    with wave.open(io.BytesIO(data)) as w:
-        frames, rate = w.getnframes(), w.getframerate()
-        if wav_problem(data) is None:       # the sound ends the file, as in every WAV the cache keeps: read in place
-            samples = np.frombuffer(data, dtype="<i2", count=frames, offset=len(data) - 2 * frames)
-        else:
-            samples = np.frombuffer(w.readframes(frames), dtype="<i2")
+    at = speech_wav.seal_at(data)
+    if at is not None and wav_problem(data) is None:    # the speech cache's own file: its layout is known
+        rate, samples = int.from_bytes(data[24:28], "little"), np.frombuffer(data, dtype="<i2", offset=at + 12)
+    else:
+        with wave.open(io.BytesIO(data)) as w:
+            rate, samples = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
     first = _first_loud(samples)
     if first is None:
         return 0.0
@@ -119,7 +119,8 @@ def length_is_plausible(text: str, seconds: float, rate: int, engine: str) -> bo
 
 
 class Synthesizer:
-    """Speech for texts, from the cache or spoken by up to *parallel* engines at once (one per core by default).
+    """Speech for texts, from the cache or spoken by up to *parallel* threads at once (one per core by default),
+    with as many engines as the engine's kind runs on that many cores (engines.at_once).
     Engines start when the first text must be spoken: a one-sentence edit starts one. The first engine starts
     on its own; the others are made from it where the engine can (engines.start_another)."""
 
@@ -132,6 +133,7 @@ class Synthesizer:
         except OSError as exc:
             raise cache_error(self.cache, exc) from None
         self.parallel = max(1, parallel or os.cpu_count() or 1)
+        self.most_engines = engines.at_once(choice, self.parallel)
         self.engines: list = []                          # every engine started, idle or not
         self.first: Future = Future()                    # the first engine, once started (or why it could not)
         self.idle: queue.SimpleQueue = queue.SimpleQueue()
@@ -145,10 +147,23 @@ class Synthesizer:
         return hashlib.sha256("\0".join((text, self.identity)).encode()).hexdigest()
 
     def wavs(self, texts: list[str]) -> list[Path]:
-        """The WAV of each text, those not cached spoken side by side; the first failure, once all have ended."""
-        runs = [self.pool.submit(self.wav, text) for text in texts]
-        wait(runs)
-        return [run.result() for run in runs]
+        """The WAV of each text, those not cached spoken side by side; the first failure, once all have ended.
+        Up to *parallel* threads take the texts in turn (a task per thread, not per text: a narration has some
+        hundred texts a minute of speech, and a task of its own cost each one more than its cache look-up)."""
+        made: list[Path | BaseException | None] = [None] * len(texts)
+        numbers = iter(range(len(texts)))
+
+        def take_turns() -> None:
+            while (n := next(numbers, None)) is not None:      # (an iterator of a range hands out each number once)
+                try:
+                    made[n] = self.wav(texts[n])
+                except BaseException as exc:                   # kept for its turn: the first in order is raised
+                    made[n] = exc
+        wait([self.pool.submit(take_turns) for _ in range(min(self.parallel, len(texts)))])
+        for result in made:
+            if isinstance(result, BaseException):
+                raise result
+        return made
 
     def wav(self, text: str) -> Path:
         """The cached WAV of *text*, synthesizing it only if it is not cached yet."""
@@ -197,9 +212,9 @@ class Synthesizer:
                                                "sentence")) from None
 
     def _engine(self):
-        """An idle engine, or a new one while fewer than *parallel* run."""
+        """An idle engine, or a new one while fewer than *most_engines* run."""
         with self.lock:
-            if self.idle.empty() and len(self.engines) < self.parallel:
+            if self.idle.empty() and len(self.engines) < self.most_engines:
                 number = len(self.engines)
                 self.engines.append(None)        # its place, taken before it starts (which takes a moment)
             else:
@@ -214,7 +229,7 @@ class Synthesizer:
         try:
             if number == 0:
                 try:
-                    engine = engines.start(self.choice, self.language, self.rate, scratch, siblings=self.parallel - 1)
+                    engine = engines.start(self.choice, self.language, self.rate, scratch, siblings=self.most_engines - 1)
                 except Exception as exc:
                     self.first.set_exception(exc)
                     raise
