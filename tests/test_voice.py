@@ -140,6 +140,41 @@ def test_each_utterance_is_spoken_from_the_same_state_whatever_was_spoken_before
         assert spoken([n], f"fresh-{n}") == {n: forward[n]}
 
 
+def test_the_helper_measures_its_speech_as_the_build_measures_a_file(tmp_path):
+    """The length guard's measure, taken by the helper from the samples it made (plain Python), is the one the
+    build takes of a file (numpy): on the fixture's utterances, and on made-up sounds whose edges fall on
+    either side of the helper's blocks, in digital silence or a noise floor."""
+    import random
+    import numpy as np
+    from pipeline.stages.audio import speech_wav
+    from pipeline.stages.audio.engines import SystemEngine
+    from pipeline.stages.audio.lexicon import load_lexicon
+    from pipeline.stages.audio.script import write_script
+    article, theme = load_article(FOLATE), load_theme(THEME)
+    utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
+    engine = SystemEngine(choose("system", theme.voices, "en", theme.root), "en", theme.voice_rate)
+    try:
+        for n, utterance in enumerate(utterances):
+            wav = tmp_path / f"{n}.wav"
+            assert engine.speak(utterance.spoken, wav) == speech_wav.speech_seconds(wav) > 0.3, utterance.spoken
+    finally:
+        engine.close()
+    rng = random.Random(18)
+    quiet = speech_wav.QUIET
+    for case in range(300):
+        samples = np.zeros(rng.choice([1, 2, 4095, 4096, 4097, 8192, 9000, 20000]), dtype="<i2")
+        if case % 3:                                          # a noise floor, below and at the threshold
+            samples[:] = [rng.randint(-quiet, quiet) for _ in range(samples.size)]
+        for _ in range(rng.choice([0, 1, 2, 5])):
+            samples[rng.choice([0, samples.size - 1, rng.randrange(samples.size), min(4096, samples.size - 1)])] = \
+                rng.choice([quiet + 1, -quiet - 1, 32767, -32768])
+        span = speech_wav.speech_span(samples.tobytes())
+        loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > quiet)
+        assert span == ((int(loud[0]), int(loud[-1])) if loud.size else None), case
+        whole = speech_wav.sealed_header(speech_wav.pcm_format(22050), samples.tobytes()) + samples.tobytes()
+        assert speech_wav.speech_seconds(whole) == ((span[1] - span[0]) / 22050 if span else 0.0)
+
+
 def test_the_second_engine_is_forked_from_the_first_speaks_the_same_and_fails_alone(tmp_path):
     """A build's second system engine is a fork of the first one's helper, made after the first has spoken:
     it speaks every utterance to the same bytes; a sibling that dies is an error naming the engine while the

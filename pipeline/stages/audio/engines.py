@@ -353,7 +353,9 @@ class SystemEngine:
         other._ready(other.helper)
         return other
 
-    def speak(self, text: str, wav: Path) -> None:
+    def speak(self, text: str, wav: Path) -> float:
+        """Speak *text* into the sealed WAV file *wav*; the seconds of speech in it (see speech_wav), as the helper
+        measured the samples it wrote."""
         said, where = text.encode("utf-8"), os.fsencode(wav)
         kind, *answer = self.helper.ask(b"%d %d\n%s%s" % (len(said), len(where), said, where), UTTERANCE_TIMEOUT,
                                         "speaking an utterance").split("\t")
@@ -363,6 +365,8 @@ class SystemEngine:
             raise self.helper.failed(f"failed: {answer[-1] if answer else kind}")
         if int(answer[1]) != self.rate:
             raise WrongRate(int(answer[1]), self.rate)
+        first, last = answer[2:4]
+        return (int(last) - int(first)) / SAMPLE_RATE if first else 0.0
 
     def close(self) -> None:
         """The siblings first: the helper waits for those it forked before it ends."""
@@ -413,7 +417,8 @@ class PiperEngine:
             "--noise-scale", str(PIPER_NOISE), "--noise-w-scale", str(PIPER_NOISE)], answers_on="stderr")
         self.started = False
 
-    def speak(self, text: str, wav: Path) -> None:
+    def speak(self, text: str, wav: Path) -> float:
+        """Speak *text* into the sealed WAV file *wav*; the seconds of speech in it (see speech_wav)."""
         line = " ".join(text.split())             # one utterance is one line for Piper
         wait = UTTERANCE_TIMEOUT + (0 if self.started else START_TIMEOUT)
         request: bytes | None = (line + "\n").encode("utf-8")
@@ -432,6 +437,7 @@ class PiperEngine:
         finally:
             written.unlink(missing_ok=True)
         wav.write_bytes(sealed)
+        return speech_wav.speech_seconds(sealed)
 
     def close(self) -> None:
         self.helper.close()

@@ -19,24 +19,22 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import io
 import os
 import queue
 import re
 import threading
-import wave
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import regex
 
 from ...cache import SIDECAR, mark_used, move_aside, temp_for, wav_problem
-from ...errors import EnvironmentProblem, Problem, PublishError, display_path
+from ...errors import Problem, PublishError
 from . import engines, speech_wav
 from .engines import VoiceChoice, WrongRate
+from .speech_wav import speech_seconds  # noqa: F401  (the length guard's measure, for the tests)
 
 ATTEMPTS = 2
-SILENCE = 0.004             # as in assemble: quieter samples at the edges are not speech
 # How long an utterance should last at 165 words a minute: a moment to start, each letter spoken (a number
 # counts as the words it is read as, about two letters and three more for each digit), and a pause at each comma,
 # colon, bracket, dash or full stop inside it; and the range within which real utterances fall around that
@@ -82,34 +80,6 @@ def expected_seconds(text: str, rate: int, engine: str) -> float:
     pauses = len(PAUSE_MARK.findall(text.rstrip(" .!?\"'\u201d")))     # the closing pause is after the last sound
     seconds = START_SECONDS + max(letters, 4) * SECONDS_PER_LETTER[engine] + pauses * PAUSE_SECONDS
     return seconds * 165 / rate
-
-
-def speech_seconds(wav: Path | bytes) -> float:
-    """The length of the speech in a WAV file (or its bytes), from the first to the last sample that is not silence."""
-    import numpy as np
-    data = wav if isinstance(wav, bytes) else wav.read_bytes()
-    at = speech_wav.seal_at(data)
-    if at is not None and wav_problem(data) is None:    # the speech cache's own file: its layout is known
-        rate, samples = int.from_bytes(data[24:28], "little"), np.frombuffer(data, dtype="<i2", offset=at + 12)
-    else:
-        with wave.open(io.BytesIO(data)) as w:
-            rate, samples = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    first = _first_loud(samples)
-    if first is None:
-        return 0.0
-    return (samples.size - 1 - _first_loud(samples[::-1]) - first) / rate
-
-
-def _first_loud(samples, block: int = 4096) -> int | None:
-    """The index of the first sample louder than SILENCE, looked for a block at a time from the start: speech
-    begins and ends within a fraction of a second of the edges, so the middle of the sound is rarely read."""
-    quiet = int(SILENCE * 32768)            # compared as 16-bit integers: no conversion of every sample
-    for start in range(0, samples.size, block):
-        part = samples[start:start + block]
-        loud = (part > quiet) | (part < -quiet)
-        if loud.any():
-            return start + int(loud.argmax())
-    return None
 
 
 def length_is_plausible(text: str, seconds: float, rate: int, engine: str) -> bool:
@@ -187,17 +157,11 @@ class Synthesizer:
         return target
 
     def _speak(self, engine, text: str, tmp: Path) -> None:
-        """Speak *text* into *tmp* (a sealed WAV, see speech_wav), checked: a wrong rate or length is spoken again,
-        a second time is an error; a broken file, one the engine wrote but the disk did not keep, is an error."""
+        """Speak *text* into *tmp* (a sealed WAV, see speech_wav), checked: a wrong rate or length (as the engine
+        measured the samples it wrote) is spoken again, a second time is an error."""
         for attempt in range(ATTEMPTS):
             try:
-                engine.speak(text, tmp)
-                data = tmp.read_bytes()
-                if problem := wav_problem(data) or (speech_wav.seal_at(data) is None and speech_wav.NO_SEAL):
-                    raise EnvironmentProblem(Problem(display_path(tmp), 0, 0,
-                                                     f"the speech engine wrote a broken WAV: {problem}",
-                                                     "check that the disk is not full, then build again"))
-                seconds = speech_seconds(data)
+                seconds = engine.speak(text, tmp)
                 if not length_is_plausible(text, seconds, self.rate, self.choice.engine):
                     raise WrongLength(f"{seconds:.2f} s of speech where about "
                                       f"{expected_seconds(text, self.rate, self.choice.engine):.2f} s were expected")

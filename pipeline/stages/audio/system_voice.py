@@ -7,9 +7,11 @@ its module `_espeak.py`, is). It reads requests on standard input and
 answers each with one line on standard output, its fields separated by tabs:
 - at start, ``ready VOICE RESET PID`` (RESET: how each utterance starts
   from the same state, see below) or ``error ERRNO MESSAGE``;
-- for each utterance, ``ok SAMPLES RATE`` (the rate espeak-ng was set to,
-  read back) or ``error ERRNO MESSAGE`` (ERRNO: the system's error number
-  when the WAV file could not be written, else empty).
+- for each utterance, ``ok SAMPLES RATE FIRST LAST`` (RATE: the rate
+  espeak-ng was set to, read back; FIRST, LAST: the first and last sample
+  louder than silence, see speech_wav.speech_span, both empty if none is)
+  or ``error ERRNO MESSAGE`` (ERRNO: the system's error number when the WAV
+  file could not be written, else empty).
 An utterance is asked for with a line ``TEXT_BYTES PATH_BYTES`` followed
 by that many bytes of its text (UTF-8) and of the path of the WAV file to
 write: sizes rather than a quoting, so that any text and any path pass as
@@ -352,7 +354,8 @@ def _speak_one(speaker: EspeakSpeaker, text: str, wav: str) -> int:
     except Exception as exc:
         _answer("error", getattr(exc, "errno", None) or "", f"{type(exc).__name__}: {exc}")
         return 1
-    _answer("ok", len(pcm) // 2, rate)
+    span = speech_wav.speech_span(pcm)
+    _answer("ok", len(pcm) // 2, rate, *(span or ("", "")))
     return 0
 
 
