@@ -141,15 +141,23 @@ def write_entry(target: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def read_entry(target: Path, damaged: list[str]) -> bytes | None:
-    """The entry's bytes if it is there and whole; None if it must be made (again). A damaged entry is moved
-    aside and named in *damaged*."""
+def entry_bytes(target: Path, damaged: list[str]) -> bytes | None:
+    """What the entry's file holds, not yet checked; None if there is none (a folder in its place is moved aside
+    and named in *damaged*)."""
     try:
-        data = target.read_bytes()
+        return target.read_bytes()
     except FileNotFoundError:
         return None
     except IsADirectoryError:
         move_aside(target, "a folder where a file belongs", damaged)
+        return None
+
+
+def read_entry(target: Path, damaged: list[str]) -> bytes | None:
+    """The entry's bytes if it is there and whole; None if it must be made (again). A damaged entry is moved
+    aside and named in *damaged*."""
+    data = entry_bytes(target, damaged)
+    if data is None:
         return None
     sidecar = target.with_name(target.name + SIDECAR)
     try:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import regex
 
-from ...cache import SIDECAR, mark_used, move_aside, temp_for, wav_problem
+from ...cache import SIDECAR, entry_bytes, mark_used, move_aside, temp_for, wav_problem
 from ...errors import Problem, PublishError
 from . import engines, speech_wav
 from .engines import VoiceChoice, WrongRate
@@ -218,12 +218,8 @@ def cached_speech(target: Path, damaged: list[str]) -> bytes | None:
     """The speech cached as *target* if it is there and whole; None if it must be spoken (again). An entry that is
     not a WAV of its own length or does not match its checksum is moved aside and named in *damaged*; one with no
     checksum inside, written by an earlier version (beside a sidecar), is spoken again silently."""
-    try:
-        data = target.read_bytes()
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        move_aside(target, "a folder where a file belongs", damaged)
+    data = entry_bytes(target, damaged)
+    if data is None:
         return None
     problem = wav_problem(data) or speech_wav.seal_problem(data)
     if problem == speech_wav.NO_SEAL:
