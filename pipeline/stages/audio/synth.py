@@ -13,6 +13,11 @@ Nothing wrong is cached: every utterance is checked against the length its
 letters and the rate lead to expect (the length guard), and the system
 engine also reports the rate it spoke at; one that fails either is spoken
 again, and a second failure stops the build.
+
+Each entry is one file, ``speech/<key>.wav``, sealed with its checksum
+(speech_wav.py), which the engine writes and measures: a fresh utterance is
+moved into the cache without being read back; a cached one is read and
+checked whenever a build needs it, and spoken again if it is damaged.
 """
 from __future__ import annotations
 
