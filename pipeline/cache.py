@@ -19,7 +19,9 @@ the oldest of them started.
 
 Every entry checks itself. Beside it a small sidecar (``<entry>.sha256``)
 holds its length and SHA-256, written before the entry is moved into place,
-and a WAV's header must also agree with its data. An entry is verified
+and a WAV's header must also agree with its data. (The speech cache's WAVs
+carry their checksum inside instead, and are verified by the audio stage:
+see stages/audio/speech_wav.py.) An entry is verified
 whenever a build reads it; one that does not match (cut short, emptied,
 zero-filled, half-written by a power cut) is moved aside as
 ``<entry>.damaged``, named in a warning, counted in the build report, and
@@ -139,15 +141,23 @@ def write_entry(target: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def read_entry(target: Path, damaged: list[str]) -> bytes | None:
-    """The entry's bytes if it is there and whole; None if it must be made (again). A damaged entry is moved
-    aside and named in *damaged*."""
+def entry_bytes(target: Path, damaged: list[str]) -> bytes | None:
+    """What the entry's file holds, not yet checked; None if there is none (a folder in its place is moved aside
+    and named in *damaged*)."""
     try:
-        data = target.read_bytes()
+        return target.read_bytes()
     except FileNotFoundError:
         return None
     except IsADirectoryError:
-        _move_aside(target, "a folder where a file belongs", damaged)
+        move_aside(target, "a folder where a file belongs", damaged)
+        return None
+
+
+def read_entry(target: Path, damaged: list[str]) -> bytes | None:
+    """The entry's bytes if it is there and whole; None if it must be made (again). A damaged entry is moved
+    aside and named in *damaged*."""
+    data = entry_bytes(target, damaged)
+    if data is None:
         return None
     sidecar = target.with_name(target.name + SIDECAR)
     try:
@@ -160,7 +170,7 @@ def read_entry(target: Path, damaged: list[str]) -> bytes | None:
     if problem is None and target.suffix == ".wav":
         problem = wav_problem(data)
     if problem:
-        _move_aside(target, problem, damaged)
+        move_aside(target, problem, damaged)
         return None
     mark_used(target, sidecar)
     return data
@@ -171,7 +181,7 @@ def verified(target: Path, damaged: list[str]) -> bool:
     return read_entry(target, damaged) is not None
 
 
-def _move_aside(target: Path, problem: str, damaged: list[str]) -> None:
+def move_aside(target: Path, problem: str, damaged: list[str]) -> None:
     try:
         os.replace(target, target.with_name(target.name + ".damaged"))
     except IsADirectoryError:

@@ -140,6 +140,41 @@ def test_each_utterance_is_spoken_from_the_same_state_whatever_was_spoken_before
         assert spoken([n], f"fresh-{n}") == {n: forward[n]}
 
 
+def test_the_helper_measures_its_speech_as_the_build_measures_a_file(tmp_path):
+    """The length guard's measure, taken by the helper from the samples it made (plain Python), is the one the
+    build takes of a file (numpy): on the fixture's utterances, and on made-up sounds whose edges fall on
+    either side of the helper's blocks, in digital silence or a noise floor."""
+    import random
+    import numpy as np
+    from pipeline.stages.audio import speech_wav
+    from pipeline.stages.audio.engines import SystemEngine
+    from pipeline.stages.audio.lexicon import load_lexicon
+    from pipeline.stages.audio.script import write_script
+    article, theme = load_article(FOLATE), load_theme(THEME)
+    utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
+    engine = SystemEngine(choose("system", theme.voices, "en", theme.root), "en", theme.voice_rate)
+    try:
+        for n, utterance in enumerate(utterances):
+            wav = tmp_path / f"{n}.wav"
+            assert engine.speak(utterance.spoken, wav) == speech_wav.speech_seconds(wav) > 0.3, utterance.spoken
+    finally:
+        engine.close()
+    rng = random.Random(18)
+    quiet = speech_wav.QUIET
+    for case in range(300):
+        samples = np.zeros(rng.choice([1, 2, 4095, 4096, 4097, 8192, 9000, 20000]), dtype="<i2")
+        if case % 3:                                          # a noise floor, below and at the threshold
+            samples[:] = [rng.randint(-quiet, quiet) for _ in range(samples.size)]
+        for _ in range(rng.choice([0, 1, 2, 5])):
+            samples[rng.choice([0, samples.size - 1, rng.randrange(samples.size), min(4096, samples.size - 1)])] = \
+                rng.choice([quiet + 1, -quiet - 1, 32767, -32768])
+        span = speech_wav.speech_span(samples.tobytes())
+        loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > quiet)
+        assert span == ((int(loud[0]), int(loud[-1])) if loud.size else None), case
+        whole = speech_wav.sealed_header(speech_wav.pcm_format(22050), samples.tobytes()) + samples.tobytes()
+        assert speech_wav.speech_seconds(whole) == ((span[1] - span[0]) / 22050 if span else 0.0)
+
+
 def test_the_second_engine_is_forked_from_the_first_speaks_the_same_and_fails_alone(tmp_path):
     """A build's second system engine is a fork of the first one's helper, made after the first has spoken:
     it speaks every utterance to the same bytes; a sibling that dies is an error naming the engine while the
@@ -182,6 +217,102 @@ def test_the_second_engine_is_forked_from_the_first_speaks_the_same_and_fails_al
         assert [type(engine.helper) for engine in started] == [HelperProcess, ForkedHelper][:len(started)]
     finally:
         synth.close()
+
+
+def _speech_cache(tmp_path: Path, texts: list[str]):
+    """The system engine's synthesizer of the fixture's voice, with its cache in *tmp_path*, after speaking *texts*."""
+    from pipeline.stages.audio.synth import Synthesizer
+    theme = load_theme(THEME)
+    synth = Synthesizer(choose("system", theme.voices, "en", theme.root), "en", theme.voice_rate, tmp_path / "cache",
+                        parallel=1)
+    synth.wavs(texts)
+    return synth
+
+
+SPOKEN = ["Folate is a B vitamin.", "Beans, peas and lentils."]
+
+
+@pytest.mark.parametrize("damage", ["cut to its header", "cut short", "one byte more", "zero-filled", "emptied",
+                                    "a sample changed", "its format changed", "its checksum changed"])
+def test_a_damaged_speech_entry_is_refused_named_and_spoken_again(tmp_path, damage):
+    """Each utterance's speech is one file, a WAV that carries its checksum in a chunk of its own: any WAV reader
+    plays it, and a build that finds it damaged moves it aside, names it and speaks it again, to the same bytes."""
+    import wave
+    from pipeline.stages.audio import speech_wav
+    synth = _speech_cache(tmp_path, SPOKEN)
+    try:
+        entries = sorted(synth.cache.iterdir())
+        assert [p.suffix for p in entries] == [".wav", ".wav"]                  # no second file beside each
+        target = synth.cache / f"{synth.key(SPOKEN[0])}.wav"
+        data = target.read_bytes()
+        at = speech_wav.seal_at(data)
+        assert at is not None and speech_wav.seal_problem(data) is None
+        with wave.open(str(target)) as w:                                       # any reader skips the seal
+            assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 22050)
+            assert w.readframes(w.getnframes()) == data[at + 12:]
+        damaged = {"cut to its header": data[:at + 12], "cut short": data[:-100], "one byte more": data + b"\0",
+                   "zero-filled": bytes(len(data)), "emptied": b"",
+                   "a sample changed": data[:5000] + bytes([data[5000] ^ 1]) + data[5001:],
+                   "its format changed": data[:24] + (11025).to_bytes(4, "little") + data[28:],
+                   "its checksum changed": data[:at] + bytes(4) + data[at + 4:]}[damage]
+        target.write_bytes(damaged)
+        assert synth.wavs(SPOKEN) == [target, synth.cache / f"{synth.key(SPOKEN[1])}.wav"]
+        assert synth.synthesized == 3                                           # the damaged one, spoken again
+        assert len(synth.damaged) == 1 and target.name in synth.damaged[0], synth.damaged
+        assert target.read_bytes() == data
+        assert target.with_name(target.name + ".damaged").read_bytes() == damaged
+    finally:
+        synth.close()
+
+
+def test_speech_cached_by_an_earlier_version_is_spoken_again_silently(tmp_path):
+    """An entry of the earlier format (a plain WAV and a checksum file beside it) is no hit and no damage: it is
+    spoken again, in the new format, and its checksum file goes."""
+    import hashlib
+    synth = _speech_cache(tmp_path, SPOKEN[:1])
+    try:
+        target = synth.cache / f"{synth.key(SPOKEN[0])}.wav"
+        sealed = target.read_bytes()
+        with wave_of(tmp_path / "plain.wav") as w:
+            w.writeframes(sealed[56:])
+        plain = (tmp_path / "plain.wav").read_bytes()
+        target.write_bytes(plain)
+        sidecar = target.with_name(target.name + ".sha256")
+        sidecar.write_text(f"{hashlib.sha256(plain).hexdigest()} {len(plain)}\n")
+        synth.wavs(SPOKEN[:1])
+        assert (synth.synthesized, synth.damaged) == (2, [])
+        assert target.read_bytes() == sealed and not sidecar.exists()
+    finally:
+        synth.close()
+
+
+def wave_of(path):
+    """A new 16-bit mono WAV file at 22,050 Hz (a path or a file object), as the earlier versions cached speech."""
+    import wave
+    w = wave.open(str(path) if isinstance(path, Path) else path, "wb")
+    w.setnchannels(1)
+    w.setsampwidth(2)
+    w.setframerate(22050)
+    return w
+
+
+def test_a_wav_without_a_checksum_is_sealed_as_piper_speech_is():
+    """Piper writes a plain WAV: sealed, it has the same sound, any reader reads it, and a change is seen."""
+    import io
+    import wave
+    from pipeline.stages.audio import speech_wav
+    plain = io.BytesIO()
+    with wave_of(plain) as w:
+        w.writeframes(bytes(range(256)) * 40)
+    plain = plain.getvalue()
+    assert speech_wav.seal_problem(plain) == speech_wav.NO_SEAL
+    sealed = speech_wav.seal(plain)
+    assert speech_wav.seal_problem(sealed) is None and len(sealed) == len(plain) + 12
+    with wave.open(io.BytesIO(sealed)) as w:
+        assert w.readframes(w.getnframes()) == bytes(range(256)) * 40
+    assert speech_wav.seal_problem(sealed[:-2] + b"\1\0") == "it does not match its checksum"
+    with pytest.raises(ValueError):
+        speech_wav.seal(b"RIFF\0\0\0\0WAVE")
 
 
 def test_a_full_cache_disk_ends_the_build_with_a_clear_error_in_bounded_time(tmp_path):
@@ -253,6 +384,24 @@ def test_changing_the_engine_respeaks_everything_and_one_edit_respeaks_one_utter
     source.write_text(source.read_text().replace("Beans, peas and lentils.", "Beans, peas and chickpeas."))
     edited, _ = narrate(source, "--voice-engine", "piper")
     assert (edited["synthesized"], edited["encoded"]) == (1, 1)
+
+
+def test_a_neural_narration_runs_one_engine_on_every_core_and_caches_sealed_speech(tmp_path):
+    """Piper's onnxruntime spreads each utterance over the cores: a build runs one Piper, not one per core (each
+    would load the model again), and what it speaks is sealed into the cache like the system engine's."""
+    from pipeline.stages.audio import speech_wav
+    from pipeline.stages.audio.synth import Synthesizer
+    require_tool("piper", "pip install piper-tts (or bash setup.sh)")
+    theme = load_theme(THEME)
+    synth = Synthesizer(choose("piper", theme.voices, "en", theme.root), "en", theme.voice_rate, tmp_path / "cache",
+                        parallel=2)
+    try:
+        wavs = synth.wavs(SPOKEN + ["Lentils are rich in folate."])
+        assert len([engine for engine in synth.engines if engine is not None]) == 1 and synth.synthesized == 3
+        assert all(speech_wav.seal_problem(wav.read_bytes()) is None for wav in wavs)
+    finally:
+        synth.close()
+    assert sorted(synth.cache.iterdir()) == sorted(wavs)                     # Piper's own files are gone
 
 
 def test_publish_say_speaks_through_the_lexicon_with_either_engine(tmp_path):

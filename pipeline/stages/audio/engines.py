@@ -5,7 +5,8 @@
   program. piper-tts is GPL-3.0-or-later and this project is MIT: Piper is
   never imported here, only run as a separate program fed on standard input.
 
-Every engine speaks one utterance at a time into a WAV file, within a time
+Every engine speaks one utterance at a time into a WAV file sealed with its
+checksum (speech_wav, the speech cache's format), within a time
 limit: an engine that does not answer in time is ended and the build stops
 with an error naming the engine, never waits for ever.
 """
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import MissingTool, Problem, PublishError
+from . import speech_wav
 from .tools import ESPEAK_INSTALL, engine_version, espeak_voice_for
 
 ENGINES = ("system", "piper")
@@ -277,6 +279,14 @@ def hint_for(said: str) -> str:
     return "run the build again; if it fails again, check the engine's installation"
 
 
+# The system engine's helper, started as a module imported from this folder (put last on its module path, so
+# that nothing here can stand in for a module of the standard library), not as a script run by its file name:
+# Python compiles a script at every start (some 6 ms of CPU for system_voice.py), a module once, into its
+# cached bytecode.
+HELPER_START = ("import sys; sys.path.append(sys.argv[1]); import system_voice; "
+                "sys.exit(system_voice.main(sys.argv[2:]))")
+
+
 class SystemEngine:
     """pyttsx3 (espeak-ng), one utterance at a time, in the helper process of system_voice.py (which describes
     its requests and answers).
@@ -293,12 +303,12 @@ class SystemEngine:
         # the pipes of the siblings, made now: the helper is given their far ends as it starts
         self.spares = [(os.pipe(), os.pipe()) for _ in range(siblings)]
         theirs = [(requests[0], answers[1]) for requests, answers in self.spares]
-        # by its file name, with no folder of its own on the module path (-P), without the site module (-S) but
-        # told where pyttsx3's binding is: it imports nothing but that and a little of the standard library
+        # without the site module (-S) but told where pyttsx3's binding is: it imports nothing but that, a little
+        # of the standard library and the two modules of this folder it is made of (see HELPER_START)
         binding = espeak_binding()
         try:
             helper = HelperProcess("system (pyttsx3/espeak-ng)", [
-                sys.executable, *(["-S"] if binding else []), "-P", str(Path(__file__).with_name("system_voice.py")),
+                sys.executable, *(["-S"] if binding else []), "-P", "-c", HELPER_START, str(Path(__file__).parent),
                 language, choice.voice, str(rate), ",".join(f"{fd}:{other}" for fd, other in theirs), *binding],
                 answers_on="stdout", pass_fds=tuple(fd for pair in theirs for fd in pair))
         except BaseException:
@@ -343,7 +353,9 @@ class SystemEngine:
         other._ready(other.helper)
         return other
 
-    def speak(self, text: str, wav: Path) -> None:
+    def speak(self, text: str, wav: Path) -> float:
+        """Speak *text* into the sealed WAV file *wav*; the seconds of speech in it (see speech_wav), as the helper
+        measured the samples it wrote."""
         said, where = text.encode("utf-8"), os.fsencode(wav)
         kind, *answer = self.helper.ask(b"%d %d\n%s%s" % (len(said), len(where), said, where), UTTERANCE_TIMEOUT,
                                         "speaking an utterance").split("\t")
@@ -353,6 +365,8 @@ class SystemEngine:
             raise self.helper.failed(f"failed: {answer[-1] if answer else kind}")
         if int(answer[1]) != self.rate:
             raise WrongRate(int(answer[1]), self.rate)
+        first, last = answer[2:4]
+        return (int(last) - int(first)) / SAMPLE_RATE if first else 0.0
 
     def close(self) -> None:
         """The siblings first: the helper waits for those it forked before it ends."""
@@ -380,7 +394,8 @@ class WrongRate(Exception):
 
 class PiperEngine:
     """Piper's command-line program, kept running and fed one utterance a line; it writes each into a WAV file
-    of its own in a scratch folder and says so ("Wrote …") on its error output."""
+    of its own in a scratch folder and says so ("Wrote …") on its error output, and the engine seals it into the
+    file asked for (speech_wav)."""
 
     name = "piper"
 
@@ -402,7 +417,8 @@ class PiperEngine:
             "--noise-scale", str(PIPER_NOISE), "--noise-w-scale", str(PIPER_NOISE)], answers_on="stderr")
         self.started = False
 
-    def speak(self, text: str, wav: Path) -> None:
+    def speak(self, text: str, wav: Path) -> float:
+        """Speak *text* into the sealed WAV file *wav*; the seconds of speech in it (see speech_wav)."""
         line = " ".join(text.split())             # one utterance is one line for Piper
         wait = UTTERANCE_TIMEOUT + (0 if self.started else START_TIMEOUT)
         request: bytes | None = (line + "\n").encode("utf-8")
@@ -414,11 +430,27 @@ class PiperEngine:
             self.helper.errors.append(answer)     # anything else Piper says is kept for an error message
         self.started = True
         written = Path(answer.split("Wrote ", 1)[1].strip())
-        written.replace(wav)
+        try:
+            sealed = speech_wav.seal(written.read_bytes())         # a file of the speech cache, with its checksum
+        except ValueError as exc:
+            raise self.helper.failed(f"wrote something other than speech ({exc})") from None
+        finally:
+            written.unlink(missing_ok=True)
+        wav.write_bytes(sealed)
+        return speech_wav.speech_seconds(sealed)
 
     def close(self) -> None:
         self.helper.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def at_once(choice: VoiceChoice, cores: int) -> int:
+    """How many engines a build runs side by side on *cores* cores. The system engine: one per core (espeak-ng
+    speaks on one). Piper: one, whose onnxruntime already spreads each utterance over every core (a thread per
+    core); a second engine loaded the model again (1.2 s of CPU, a sixth of the short fixture's narration) and
+    its threads contended with the first's: on two cores, two engines took 7.4 to 9.1 s of CPU for the same
+    wall time as one engine's 6.3 to 7.1 s."""
+    return 1 if choice.engine == "piper" else cores
 
 
 def start(choice: VoiceChoice, language: str, rate: int, scratch: Path, siblings: int = 0):

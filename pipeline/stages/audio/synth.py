@@ -13,29 +13,33 @@ Nothing wrong is cached: every utterance is checked against the length its
 letters and the rate lead to expect (the length guard), and the system
 engine also reports the rate it spoke at; one that fails either is spoken
 again, and a second failure stops the build.
+
+Each entry is one file, ``speech/<key>.wav``, sealed with its checksum
+(speech_wav.py), which the engine writes and measures: a fresh utterance is
+moved into the cache without being read back; a cached one is read and
+checked whenever a build needs it, and spoken again if it is damaged.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
-import io
 import os
 import queue
 import re
 import threading
-import wave
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import regex
 
-from ...cache import store, temp_for, verified, wav_problem
+from ...cache import SIDECAR, entry_bytes, mark_used, move_aside, temp_for, wav_problem
 from ...errors import Problem, PublishError
-from . import engines
+from . import engines, speech_wav
 from .engines import VoiceChoice, WrongRate
+from .speech_wav import speech_seconds  # noqa: F401  (the length guard's measure, for the tests)
 
 ATTEMPTS = 2
-SILENCE = 0.004             # as in assemble: quieter samples at the edges are not speech
 # How long an utterance should last at 165 words a minute: a moment to start, each letter spoken (a number
 # counts as the words it is read as, about two letters and three more for each digit), and a pause at each comma,
 # colon, bracket, dash or full stop inside it; and the range within which real utterances fall around that
@@ -83,34 +87,6 @@ def expected_seconds(text: str, rate: int, engine: str) -> float:
     return seconds * 165 / rate
 
 
-def speech_seconds(wav: Path | bytes) -> float:
-    """The length of the speech in a WAV file (or its bytes), from the first to the last sample that is not silence."""
-    import numpy as np
-    data = wav if isinstance(wav, bytes) else wav.read_bytes()
-    with wave.open(io.BytesIO(data)) as w:
-        frames, rate = w.getnframes(), w.getframerate()
-        if wav_problem(data) is None:       # the sound ends the file, as in every WAV the cache keeps: read in place
-            samples = np.frombuffer(data, dtype="<i2", count=frames, offset=len(data) - 2 * frames)
-        else:
-            samples = np.frombuffer(w.readframes(frames), dtype="<i2")
-    first = _first_loud(samples)
-    if first is None:
-        return 0.0
-    return (samples.size - 1 - _first_loud(samples[::-1]) - first) / rate
-
-
-def _first_loud(samples, block: int = 4096) -> int | None:
-    """The index of the first sample louder than SILENCE, looked for a block at a time from the start: speech
-    begins and ends within a fraction of a second of the edges, so the middle of the sound is rarely read."""
-    quiet = int(SILENCE * 32768)            # compared as 16-bit integers: no conversion of every sample
-    for start in range(0, samples.size, block):
-        part = samples[start:start + block]
-        loud = (part > quiet) | (part < -quiet)
-        if loud.any():
-            return start + int(loud.argmax())
-    return None
-
-
 def length_is_plausible(text: str, seconds: float, rate: int, engine: str) -> bool:
     low, high = NATURAL_RANGE[engine]
     ratio = seconds / expected_seconds(text, rate, engine)
@@ -118,7 +94,8 @@ def length_is_plausible(text: str, seconds: float, rate: int, engine: str) -> bo
 
 
 class Synthesizer:
-    """Speech for texts, from the cache or spoken by up to *parallel* engines at once (one per core by default).
+    """Speech for texts, from the cache or spoken by up to *parallel* threads at once (one per core by default),
+    with as many engines as the engine's kind runs on that many cores (engines.at_once).
     Engines start when the first text must be spoken: a one-sentence edit starts one. The first engine starts
     on its own; the others are made from it where the engine can (engines.start_another)."""
 
@@ -131,6 +108,7 @@ class Synthesizer:
         except OSError as exc:
             raise cache_error(self.cache, exc) from None
         self.parallel = max(1, parallel or os.cpu_count() or 1)
+        self.most_engines = engines.at_once(choice, self.parallel)
         self.engines: list = []                          # every engine started, idle or not
         self.first: Future = Future()                    # the first engine, once started (or why it could not)
         self.idle: queue.SimpleQueue = queue.SimpleQueue()
@@ -144,42 +122,55 @@ class Synthesizer:
         return hashlib.sha256("\0".join((text, self.identity)).encode()).hexdigest()
 
     def wavs(self, texts: list[str]) -> list[Path]:
-        """The WAV of each text, those not cached spoken side by side; the first failure, once all have ended."""
-        runs = [self.pool.submit(self.wav, text) for text in texts]
-        wait(runs)
-        return [run.result() for run in runs]
+        """The WAV of each text, those not cached spoken side by side; the first failure, once all have ended.
+        Up to *parallel* threads take the texts in turn (a task per thread, not per text: a narration has some
+        hundred texts a minute of speech, and a task of its own cost each one more than its cache look-up)."""
+        made: list[Path | BaseException | None] = [None] * len(texts)
+        numbers = iter(range(len(texts)))
+
+        def take_turns() -> None:
+            while (n := next(numbers, None)) is not None:      # (an iterator of a range hands out each number once)
+                try:
+                    made[n] = self.wav(texts[n])
+                except BaseException as exc:                   # kept for its turn: the first in order is raised
+                    made[n] = exc
+        wait([self.pool.submit(take_turns) for _ in range(min(self.parallel, len(texts)))])
+        for result in made:
+            if isinstance(result, BaseException):
+                raise result
+        return made
 
     def wav(self, text: str) -> Path:
         """The cached WAV of *text*, synthesizing it only if it is not cached yet."""
         target = self.cache / f"{self.key(text)}.wav"
-        if verified(target, self.damaged):
+        if cached_speech(target, self.damaged):
             return target
         engine = self._engine()
         tmp = temp_for(target)                   # a name the cache's pruning recognises, should this build be killed
         try:
-            # atomic, with its checksum: a cache entry is whole or absent (the bytes are read once, for both)
-            store(tmp, target, self._speak(engine, text, tmp))
-        except OSError as exc:
-            raise cache_error(self.cache, exc) from None
-        finally:
+            self._speak(engine, text, tmp)
+            os.replace(tmp, target)              # atomic, sealed with its checksum: a cache entry is whole or absent
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise cache_error(self.cache, exc) from None
+            raise
+        finally:
             self.idle.put(engine)                # (one that failed fails the next text at once: none waits for ever)
         with self.lock:
             self.synthesized += 1
         return target
 
-    def _speak(self, engine, text: str, tmp: Path) -> bytes:
-        """Speak *text* into *tmp* and return its bytes, checked: a wrong rate or length is spoken again, a second
-        time is an error."""
+    def _speak(self, engine, text: str, tmp: Path) -> None:
+        """Speak *text* into *tmp* (a sealed WAV, see speech_wav), checked: a wrong rate or length (as the engine
+        measured the samples it wrote) is spoken again, a second time is an error."""
         for attempt in range(ATTEMPTS):
             try:
-                engine.speak(text, tmp)
-                data = tmp.read_bytes()
-                seconds = speech_seconds(data)
+                seconds = engine.speak(text, tmp)
                 if not length_is_plausible(text, seconds, self.rate, self.choice.engine):
                     raise WrongLength(f"{seconds:.2f} s of speech where about "
                                       f"{expected_seconds(text, self.rate, self.choice.engine):.2f} s were expected")
-                return data
+                return
             except (WrongRate, WrongLength) as exc:
                 with self.lock:
                     self.refused += 1
@@ -190,9 +181,9 @@ class Synthesizer:
                                                "sentence")) from None
 
     def _engine(self):
-        """An idle engine, or a new one while fewer than *parallel* run."""
+        """An idle engine, or a new one while fewer than *most_engines* run."""
         with self.lock:
-            if self.idle.empty() and len(self.engines) < self.parallel:
+            if self.idle.empty() and len(self.engines) < self.most_engines:
                 number = len(self.engines)
                 self.engines.append(None)        # its place, taken before it starts (which takes a moment)
             else:
@@ -207,7 +198,7 @@ class Synthesizer:
         try:
             if number == 0:
                 try:
-                    engine = engines.start(self.choice, self.language, self.rate, scratch, siblings=self.parallel - 1)
+                    engine = engines.start(self.choice, self.language, self.rate, scratch, siblings=self.most_engines - 1)
                 except Exception as exc:
                     self.first.set_exception(exc)
                     raise
@@ -226,6 +217,25 @@ class Synthesizer:
             if engine is not None:
                 engine.close()
         self.engines = []
+
+
+def cached_speech(target: Path, damaged: list[str]) -> bytes | None:
+    """The speech cached as *target* if it is there and whole; None if it must be spoken (again). An entry that is
+    not a WAV of its own length or does not match its checksum is moved aside and named in *damaged*; one with no
+    checksum inside, written by an earlier version (beside a sidecar), is spoken again silently."""
+    data = entry_bytes(target, damaged)
+    if data is None:
+        return None
+    problem = wav_problem(data) or speech_wav.seal_problem(data)
+    if problem == speech_wav.NO_SEAL:
+        with contextlib.suppress(OSError):          # its sidecar, which the seal replaces (a read-only cache keeps it)
+            target.with_name(target.name + SIDECAR).unlink(missing_ok=True)
+        return None
+    if problem:
+        move_aside(target, problem, damaged)
+        return None
+    mark_used(target)
+    return data
 
 
 def describe(exc: Exception, rate: int) -> str:

@@ -1,15 +1,17 @@
 """The `system` speech engine's helper process: pyttsx3 (espeak-ng on Linux) speaking one utterance per request.
 
-Run as ``python -S -P path/to/system_voice.py LANGUAGE VOICE RATE SIBLINGS [FOLDER]``
-(SIBLINGS: the pipes of the helpers it may fork, see below, as
+Run as ``python -S -P -c HELPER_START AUDIO_FOLDER LANGUAGE VOICE RATE SIBLINGS [FOLDER]``
+(see engines.HELPER_START; SIBLINGS: the pipes of the helpers it may fork, see below, as
 ``IN:OUT,IN:OUT``, or empty; FOLDER: where pyttsx3's binding of espeak-ng,
 its module `_espeak.py`, is). It reads requests on standard input and
 answers each with one line on standard output, its fields separated by tabs:
 - at start, ``ready VOICE RESET PID`` (RESET: how each utterance starts
   from the same state, see below) or ``error ERRNO MESSAGE``;
-- for each utterance, ``ok SAMPLES RATE`` (the rate espeak-ng was set to,
-  read back) or ``error ERRNO MESSAGE`` (ERRNO: the system's error number
-  when the WAV file could not be written, else empty).
+- for each utterance, ``ok SAMPLES RATE FIRST LAST`` (RATE: the rate
+  espeak-ng was set to, read back; FIRST, LAST: the first and last sample
+  louder than silence, see speech_wav.speech_span, both empty if none is)
+  or ``error ERRNO MESSAGE`` (ERRNO: the system's error number when the WAV
+  file could not be written, else empty).
 An utterance is asked for with a line ``TEXT_BYTES PATH_BYTES`` followed
 by that many bytes of its text (UTF-8) and of the path of the WAV file to
 write: sizes rather than a quoting, so that any text and any path pass as
@@ -57,28 +59,36 @@ cost over espeak-ng's own program).
 
 A build starts a helper per core, and what a helper costs to start is a
 share of this engine's cost over espeak-ng's own program (the benchmark's
-`--voices`), so it imports as little as it can. It is started by its
-file name, not as a module of the package, so that it imports nothing but
-a few modules of the standard library and pyttsx3's binding of espeak-ng:
-the package's own imports (the document model, the theme) cost some 150 ms
-of CPU. It is started without Python's site module, told where the binding
+`--voices`), so it imports as little as it can. It is imported from its
+folder by itself, not as a module of the package, so that it imports
+nothing but a few modules of the standard library, the speech cache's file
+format (speech_wav.py, beside it) and pyttsx3's binding of espeak-ng: the
+package's own imports (the document model, the theme) cost some 150 ms of
+CPU. It is started without Python's site module, told where the binding
 is instead: the `.pth` files of an environment may import anything (the
 editable install's finder, certificates), 35 ms here. The binding is
 imported by itself, from its folder, not through the pyttsx3 package,
 whose `__init__` imports pyttsx3's engine and, through it, tracebacks,
 tokenizer and weak references (some 15 ms); and requests and answers are
 sizes and tab-separated fields, not JSON (whose decoder brings the regular
-expressions: 11 ms), and the WAV header is written here (not with `wave`).
+expressions: 11 ms), and the WAV file is written here (not with `wave`),
+already sealed with its checksum (so the build reads it once, to check its
+length, and never hashes it).
 """
 from __future__ import annotations
 
 import ctypes
 import gc
 import os
-import struct
 import sys
 
+if __package__:             # imported through the package (the tests)
+    from . import speech_wav
+else:                       # the helper: this folder is on its module path, the package is not imported
+    import speech_wav
+
 RATE = 22050            # espeak-ng's sample rate
+WAV_FORMAT = speech_wav.pcm_format(RATE)
 # Spoken at start to check that restoring the library's data restores everything that matters (see above)
 PROBE, OTHER = "Two.", "Three, four."
 
@@ -86,12 +96,6 @@ PROBE, OTHER = "Two.", "Three, four."
 def _answer(*fields: object) -> None:
     """One line on standard output, written at once (unbuffered: a forked child answers on the same pipe)."""
     os.write(1, ("\t".join(" ".join(str(field).split()) for field in fields) + "\n").encode("utf-8"))
-
-
-def wav_header(data_bytes: int) -> bytes:
-    """The 44-byte header of a WAV file of *data_bytes* bytes of 16-bit mono samples (as `wave` writes it)."""
-    return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, 1,
-                       RATE, RATE * 2, 2, 16, b"data", data_bytes)
 
 
 class _Phdr(ctypes.Structure):             # Elf64_Phdr
@@ -344,13 +348,14 @@ def _speak_one(speaker: EspeakSpeaker, text: str, wav: str) -> int:
     answer; the return value is the exit status of a forked child."""
     try:
         pcm, rate = speaker.speak(text)
-        with open(wav, "wb") as out:
-            out.write(wav_header(len(pcm)))
+        with open(wav, "wb") as out:              # a file of the speech cache: sealed with its checksum
+            out.write(speech_wav.sealed_header(WAV_FORMAT, pcm))
             out.write(pcm)
     except Exception as exc:
         _answer("error", getattr(exc, "errno", None) or "", f"{type(exc).__name__}: {exc}")
         return 1
-    _answer("ok", len(pcm) // 2, rate)
+    span = speech_wav.speech_span(pcm)
+    _answer("ok", len(pcm) // 2, rate, *(span or ("", "")))
     return 0
 
 
