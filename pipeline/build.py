@@ -52,6 +52,7 @@ from .catalogue import article_facts, file_facts, write_catalogue
 from .dates import article_epoch
 from .errors import EnvironmentProblem, InternalError, LockWaitExpired, Problem, PublishError, cannot_use, display_path
 from .files import fsync_file, link_or_copy, manifest_bytes, read_manifest, sha256, swap_in, write_atomic
+from .memory import release_freed_memory, settle_worker
 from .stages import BuildContext
 from .stamp import InputHash, code_hash, theme_digest
 
@@ -196,6 +197,8 @@ def run_stage(name: str, article: Article, theme: Theme, workdir: Path, ctx: Bui
         raise InternalError(Problem(article.source.name, 0, 0, f"internal error in the {name} stage: "
                                     f"{type(exc).__name__}: {exc}",
                                     "this is a bug; run again with PUBLISH_DEBUG=1 for the details and report them")) from None
+    finally:
+        release_freed_memory()         # a worker builds many articles: what this stage freed goes back now
     return list(paths), dict(ctx.report.get(name, {})), time.perf_counter() - started
 
 
@@ -216,6 +219,7 @@ def _worker_start() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)   # the parent's handler cleans up; a worker just ends
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)    # forked while they were held (_signals_held)
+    settle_worker()
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)          # PR_SET_PDEATHSIG (Linux)

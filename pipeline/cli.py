@@ -399,6 +399,9 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
     jobs = [Job(article, theme, formats, name) for name, article in articles]
     referenced = {job.source_label: stamp.digests([image.path for image in job.article.images()]) for job in jobs}
     progress = _progress(args)
+    if len(jobs) > ARTICLES_PER_WORKER:
+        from .memory import share_with_workers
+        share_with_workers()            # the workers of each later run are forked with every article loaded
     try:
         # A long batch is built in runs of ARTICLES_PER_WORKER articles, each with worker processes of its
         # own: the documents' workers keep some of every document WeasyPrint lays out (together about half
