@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import shutil
 import signal
@@ -95,6 +94,7 @@ class StageResult:
     paths: list[Path] = field(default_factory=list)      # in the staging folder until published, then in place
     seconds: float = 0.0
     report: dict = field(default_factory=dict)           # what the stage counted (e.g. utterances synthesized)
+    files: dict[str, dict] = field(default_factory=dict)  # file name → its manifest entry (sha256, bytes, facts)
     error: PublishError | None = None
     fingerprint: str = ""
 
@@ -177,7 +177,8 @@ def _up_to_date(job: Job, name: str, print_: str) -> list[Path] | None:
 # -- running stages ---------------------------------------------------------------
 
 def run_stage(name: str, article: Article, theme: Theme, workdir: Path, ctx: BuildContext):
-    """Run one stage (in a worker process); returns (paths, report, seconds).
+    """Run one stage (in a worker process); returns (paths, report, seconds, files): *files* gives each file's
+    manifest entry (see `described`).
 
     Every failure comes back as a PublishError, so one broken stage is
     reported by name and the other articles of a batch still build.
@@ -186,7 +187,8 @@ def run_stage(name: str, article: Article, theme: Theme, workdir: Path, ctx: Bui
     started = time.perf_counter()
     keep_compiled_templates(ctx.cache_dir / cache.TEMPLATES if ctx.cache_dir else None)
     try:
-        paths = stages.get(name).render(article, theme, workdir, ctx)
+        paths = list(stages.get(name).render(article, theme, workdir, ctx))
+        files = {path.name: described(path, ctx.facts.get(path.name)) for path in paths}
     except PublishError:
         raise
     except OSError as exc:
@@ -199,7 +201,19 @@ def run_stage(name: str, article: Article, theme: Theme, workdir: Path, ctx: Bui
                                     "this is a bug; run again with PUBLISH_DEBUG=1 for the details and report them")) from None
     finally:
         release_freed_memory()         # a worker builds many articles: what this stage freed goes back now
-    return list(paths), dict(ctx.report.get(name, {})), time.perf_counter() - started
+    return paths, dict(ctx.report.get(name, {})), time.perf_counter() - started, files
+
+
+def described(path: Path, facts: dict | None = None) -> dict:
+    """A stage's file as the manifest describes it (its SHA-256, size and what the catalogue says of it: pages,
+    length, chapters: *facts* if its stage stated them, else read from the file), once it is on the disk.
+
+    Done by the worker that made it, as soon as it is made: publishing an article then only moves its files.
+    In the main process, after the last stage, this came after everything else (a one-sentence edit of B12
+    spent 0.3 s there, flushing 20 MB and asking ffprobe about both narration files, one after the other).
+    """
+    fsync_file(path)                                    # on the disk before the swap makes it visible
+    return {"sha256": sha256(path), "bytes": path.stat().st_size, **(file_facts(path) if facts is None else facts)}
 
 
 def _stage_os_error(name: str, exc: OSError, workdir: Path, ctx: BuildContext) -> EnvironmentProblem:
@@ -221,7 +235,8 @@ def _worker_start() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)    # forked while they were held (_signals_held)
     settle_worker()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # the C library the process runs on; ctypes.util.find_library would run `ldconfig -p` (a process) first
+        libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)          # PR_SET_PDEATHSIG (Linux)
     except (OSError, AttributeError):
         pass                                   # not Linux: workers still end when their queue closes
@@ -385,11 +400,8 @@ def _publish(job: Job) -> None:
     for result in built:
         time.sleep(pause)
         for path in result.paths:
-            fsync_file(path)                                # on the disk before the swap makes it visible
-            os.replace(path, new / path.name)
-            entries.append({"format": result.name, "path": path.name,
-                            "sha256": sha256(new / path.name), "bytes": (new / path.name).stat().st_size,
-                            **file_facts(new / path.name)})
+            os.replace(path, new / path.name)              # flushed and described by its worker (`described`)
+            entries.append({"format": result.name, "path": path.name, **result.files[path.name]})
         # and what the stage says it was made with: the narration's files (mp3, m4b) and its voice
         prints[result.name] = {"fingerprint": result.fingerprint,
                                **{k: v for k, v in result.report.items() if k in ("containers", "voice")}}
@@ -579,8 +591,8 @@ def _run_one(job: Job, name: str, progress) -> None:
     workdir = job.staging / name
     workdir.mkdir()
     try:
-        result.paths, result.report, result.seconds = run_stage(name, job.article, job.theme, workdir,
-                                                                _stage_context(job, name))
+        result.paths, result.report, result.seconds, result.files = run_stage(name, job.article, job.theme, workdir,
+                                                                              _stage_context(job, name))
         result.status = "built"
     except PublishError as exc:
         result.status, result.error = "failed", exc
@@ -631,7 +643,7 @@ def _run_pool(pools, tasks, ready, progress) -> None:
                 job, name = futures[future]
                 result = job.stages[name]
                 try:
-                    result.paths, result.report, result.seconds = future.result()
+                    result.paths, result.report, result.seconds, result.files = future.result()
                     result.status = "built"
                 except PublishError as exc:
                     result.status, result.error = "failed", exc

@@ -5,7 +5,8 @@ root, never from the sources: a build of some articles, or shards built on
 several machines and merged later, give the same catalogue as one build of
 them all. So what the catalogue says of an article (title, dates, page
 count, narration length) is put into its manifest when the article is
-published: `article_facts` for the article, `file_facts` for each file.
+published: `article_facts` for the article, `file_facts` for each file (or what
+its stage states, see build.described).
 
 The page is a large-print page like the articles' own (the same stylesheet,
 palettes and reading settings); the feed is an OPDS 1.2 acquisition feed
@@ -15,9 +16,7 @@ nothing but the manifests, the theme and SOURCE_DATE_EPOCH.
 """
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -104,27 +103,16 @@ def article_facts(article: Article) -> dict:
 
 
 def file_facts(path: Path) -> dict:
-    """What the catalogue says of one published file beyond its size: pages, length, chapters, narration."""
+    """What the catalogue says of one published file beyond its size, read from the file: a PDF's pages,
+    whether an EPUB reads aloud. (A narration's length and chapters are stated by the audio stage, which
+    made the file and knows them to the sample: see BuildContext.facts.)"""
     if path.suffix == ".pdf":
         import pikepdf
         with pikepdf.open(path) as pdf:
             return {"pages": len(pdf.pages)}
-    if path.suffix in (".mp3", ".m4b"):
-        return _audio_facts(path)
     if path.suffix == ".epub":
         return {"read_aloud": _has_media_overlays(path)}
     return {}
-
-
-def _audio_facts(path: Path) -> dict:
-    """Length and chapters, as ffprobe (installed with ffmpeg, which made the file) reads them."""
-    try:
-        probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration:chapter=id",
-                                "-of", "json", str(path)], capture_output=True, text=True, timeout=60)
-        found = json.loads(probe.stdout or "{}")
-        return {"seconds": round(float(found["format"]["duration"]), 1), "chapters": len(found.get("chapters", []))}
-    except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
-        return {}                           # the catalogue then gives the size alone
 
 
 def _has_media_overlays(path: Path) -> bool:

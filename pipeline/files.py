@@ -8,7 +8,6 @@ flushed to the disk (fsync) before the rename that makes it visible.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import hashlib
 import json
@@ -98,7 +97,7 @@ _AT_FDCWD = -100
 def _exchange(first: Path, second: Path) -> bool:
     """Swap two folders' names in one atomic step; False where the system cannot (then nothing happened)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)     # the C library the process runs on
         renameat2 = libc.renameat2
     except (OSError, AttributeError):
         return False

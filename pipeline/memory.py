@@ -34,7 +34,6 @@ loaded, for the same reason: its collections would copy them too.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import gc
 
@@ -49,7 +48,7 @@ MMAP_THRESHOLD = 128 * 1024     # glibc's default, kept from moving up
 def _glibc():
     """The C library if it is glibc (which has mallopt and malloc_trim), else None (musl, macOS)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)     # the C library the process runs on (find_library would run ldconfig)
     except OSError:
         return None
     return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from lxml import etree, html
 from pikepdf import Pdf
 
-from conftest import B12, EPOCH, ROOT, run_publish
+from conftest import B12, EPOCH, ROOT, require_tool, run_publish
 from pipeline import catalogue, stages
 from pipeline.errors import PublishError
 from pipeline.theme import load_theme
@@ -76,6 +77,19 @@ def test_each_article_is_listed_with_its_facts_and_its_formats_in_words(root):
     second = [a.text_content() for a in items[1].xpath(".//ul[@class='formats']//a")]
     assert [text.split(",")[0] for text in second] == ["Large-print web page", "PDF handout"]
     assert "Narration" not in items[1].text_content()
+
+
+def test_the_narration_length_and_chapters_in_the_manifest_are_what_a_player_reads(root):
+    """The audio stage states each narration file's length and chapter count (the catalogue gives them); ffprobe
+    reading the files finds the same."""
+    ffprobe = require_tool("ffprobe", "apt-get install ffmpeg")
+    entries = {entry["path"]: entry for entry in manifest(root / B12.stem)["outputs"]}
+    for suffix in (".mp3", ".m4b"):
+        path = root / B12.stem / f"{B12.stem}{suffix}"
+        found = json.loads(subprocess.run([ffprobe, "-v", "error", "-show_entries", "format=duration:chapter=id",
+                                           "-of", "json", str(path)], capture_output=True, check=True).stdout)
+        assert abs(entries[path.name]["seconds"] - float(found["format"]["duration"])) <= 0.06, path.name
+        assert entries[path.name]["chapters"] == len(found["chapters"]) > 5, path.name
 
 
 def test_every_link_resolves_to_a_file_a_manifest_lists(root):

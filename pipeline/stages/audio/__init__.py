@@ -118,6 +118,10 @@ class AudioStage:
         when["narrator"] = {"engine": voice.engine, "voice": voice.voice}     # the read-aloud EPUB names it
         files[".timings.json"].write_text(json.dumps(when, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         files[".timings.js"].write_text(timings_script(when), encoding="utf-8")
+        # both files hold exactly the chapters' samples (assemble.py), so each lasts what the timings say
+        for codec in codecs:
+            ctx.facts[files[f".{codec.container}"].name] = {"seconds": round(when["duration_ms"] / 1000, 1),
+                                                           "chapters": len(chapters)}
         metadata = {codec: workdir / f"chapters.{codec.name}.txt" for codec in codecs}
         for codec, path in metadata.items():
             path.write_text(ffmetadata(tags, chapter_times(sound, titles, codec)), encoding="utf-8")
