@@ -110,23 +110,29 @@ def test_speech_is_the_same_from_a_clean_cache_and_a_partly_deleted_one(tmp_path
 def test_each_utterance_is_spoken_from_the_same_state_whatever_was_spoken_before(tmp_path):
     """espeak-ng carries state from one utterance to the next (the phase of its pitch flutter among it): the
     helper restores the library's data before each utterance, so the fixture's utterances come out the same
-    in reading order, backwards, and each from a freshly started engine."""
-    from pipeline.stages.audio import system_voice
-    from pipeline.stages.audio.engines import SystemEngine
+    in reading order, backwards, and each from a freshly started engine; and the same from a helper started as
+    a program and from one forked from this process."""
+    from pipeline.stages.audio.engines import ForkedProcess, SystemEngine
     from pipeline.stages.audio.lexicon import load_lexicon
     from pipeline.stages.audio.script import write_script
-    speaker = system_voice.EspeakSpeaker("en", "en-us", 165)     # the carried state, seen without the restoring
-    first, _, again = (speaker._synth(text) for text in (system_voice.PROBE, system_voice.OTHER, system_voice.PROBE))
-    assert first != again
+    # the carried state, seen without the restoring (in a process of its own: this one forks helpers below,
+    # which must find espeak-ng's library as loaded, never set up)
+    carried = subprocess.run([sys.executable, "-c", "from pipeline.stages.audio import system_voice as v\n"
+                              "s = v.EspeakSpeaker('en', 'en-us', 165)\n"
+                              "first, _, again = (s._synth(text) for text in (v.PROBE, v.OTHER, v.PROBE))\n"
+                              "print(first != again)"], capture_output=True, text=True, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert carried.stdout.strip() == "True", carried.stderr
     article, theme = load_article(FOLATE), load_theme(THEME)
     utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
     texts = [u.spoken for u in utterances]
     choice = choose("system", theme.voices, "en", theme.root)
 
-    def spoken(order: list[int], folder: str) -> dict[int, bytes]:
+    def spoken(order: list[int], folder: str, fork: bool = False) -> dict[int, bytes]:
         (tmp_path / folder).mkdir()
-        engine = SystemEngine(choice, "en", theme.voice_rate)
+        engine = SystemEngine(choice, "en", theme.voice_rate, fork=fork).ready()
         assert engine.reset == "restored"          # not the fallback of a fork per utterance
+        assert isinstance(engine.helper.process, ForkedProcess) == fork
         try:
             for n in order:
                 engine.speak(texts[n], tmp_path / folder / f"{n}.wav")
@@ -135,9 +141,9 @@ def test_each_utterance_is_spoken_from_the_same_state_whatever_was_spoken_before
         return {n: (tmp_path / folder / f"{n}.wav").read_bytes() for n in order}
 
     forward = spoken(list(range(len(texts))), "forward")
-    assert spoken(list(reversed(range(len(texts)))), "backward") == forward
+    assert spoken(list(reversed(range(len(texts)))), "backward", fork=True) == forward
     for n in (0, len(texts) // 2, len(texts) - 1):
-        assert spoken([n], f"fresh-{n}") == {n: forward[n]}
+        assert spoken([n], f"fresh-{n}", fork=bool(n % 2)) == {n: forward[n]}
 
 
 def test_the_helper_measures_its_speech_as_the_build_measures_a_file(tmp_path):
@@ -152,7 +158,7 @@ def test_the_helper_measures_its_speech_as_the_build_measures_a_file(tmp_path):
     from pipeline.stages.audio.script import write_script
     article, theme = load_article(FOLATE), load_theme(THEME)
     utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
-    engine = SystemEngine(choose("system", theme.voices, "en", theme.root), "en", theme.voice_rate)
+    engine = SystemEngine(choose("system", theme.voices, "en", theme.root), "en", theme.voice_rate).ready()
     try:
         for n, utterance in enumerate(utterances):
             wav = tmp_path / f"{n}.wav"
@@ -179,7 +185,7 @@ def test_the_second_engine_is_forked_from_the_first_speaks_the_same_and_fails_al
     """A build's second system engine is a fork of the first one's helper, made after the first has spoken:
     it speaks every utterance to the same bytes; a sibling that dies is an error naming the engine while the
     first speaks on; and closing the first ends every helper."""
-    from pipeline.stages.audio.engines import EngineFailed, ForkedHelper, HelperProcess, SystemEngine
+    from pipeline.stages.audio.engines import EngineFailed, ForkedHelper, ForkedProcess, HelperProcess, SystemEngine
     from pipeline.stages.audio.lexicon import load_lexicon
     from pipeline.stages.audio.script import write_script
     from pipeline.stages.audio.synth import Synthesizer
@@ -188,7 +194,7 @@ def test_the_second_engine_is_forked_from_the_first_speaks_the_same_and_fails_al
     every = [u.spoken for u in utterances]
     texts = every[:4]
     choice = choose("system", theme.voices, "en", theme.root)
-    first = SystemEngine(choice, "en", theme.voice_rate, siblings=2)
+    first = SystemEngine(choice, "en", theme.voice_rate, siblings=2).ready()
     try:
         first.speak(texts[-1], tmp_path / "before.wav")          # the first helper's state is no longer as set up
         sibling = first.sibling()
@@ -209,14 +215,19 @@ def test_the_second_engine_is_forked_from_the_first_speaks_the_same_and_fails_al
     assert first.helper.process.returncode == 0
     with pytest.raises(ProcessLookupError):                      # ended, and waited for by the first helper
         os.kill(pids[1], 0)
-    # a build on two cores starts one helper and forks the other
+    # a build on two cores forks one helper from its own process (which has one thread here, as the
+    # narration's worker has as it begins) and the other from that helper
     synth = Synthesizer(choice, "en", theme.voice_rate, tmp_path / "cache", parallel=2)
     try:
         synth.wavs(every)
         started = [engine for engine in synth.engines if engine is not None]
         assert [type(engine.helper) for engine in started] == [HelperProcess, ForkedHelper][:len(started)]
+        assert isinstance(started[0].helper.process, ForkedProcess)
+        forked = started[0].helper.process.pid
     finally:
         synth.close()
+    with pytest.raises(ChildProcessError):                       # ended, and waited for
+        os.waitpid(forked, os.WNOHANG)
 
 
 def _speech_cache(tmp_path: Path, texts: list[str]):

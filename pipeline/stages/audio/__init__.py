@@ -29,7 +29,9 @@ class AudioStage:
 
     def preload(self) -> None:
         assemble = importlib.import_module("pipeline.stages.audio.assemble")      # with numpy
-        importlib.import_module("pipeline.stages.audio.synth")     # the engines themselves run as helper processes
+        synth = importlib.import_module("pipeline.stages.audio.synth")   # the engines run as helper processes,
+        importlib.import_module("pipeline.stages.audio.system_voice")       # the system one's forked from here,
+        synth.engines.load_espeak_binding()                                 # with pyttsx3's binding loaded
         importlib.import_module("pyebur128")
         importlib.import_module("lameenc")
         assemble.iso639_2("en")             # pycountry reads its table of languages on first use (26 ms)

@@ -13,7 +13,9 @@ with an error naming the engine, never waits for ever.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
+import gc
 import hashlib
 import importlib.util
 import json
@@ -26,8 +28,10 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ...errors import MissingTool, Problem, PublishError
 from . import speech_wav
@@ -167,10 +171,14 @@ class HelperProcess:
     says on its other output is kept, by a thread of its own, for an error
     message."""
 
-    def __init__(self, name: str, command: list[str], answers_on: str, pass_fds: tuple[int, ...] = ()):
+    def __init__(self, name: str, command: list[str] | Callable[[], int], answers_on: str,
+                 pass_fds: tuple[int, ...] = ()):
+        """*command*: a program to start, or a function to run in a child forked from this process (see
+        ForkedProcess); either way it keeps the descriptors *pass_fds* open."""
         # a session of its own: a stuck engine is ended with everything it started (the system voice's speakers)
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, start_new_session=True, pass_fds=pass_fds)
+        self.process = (ForkedProcess(command, pass_fds) if callable(command) else
+                        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, start_new_session=True, pass_fds=pass_fds))
         answers, other = ((self.process.stdout, self.process.stderr) if answers_on == "stdout"
                           else (self.process.stderr, self.process.stdout))
         self._talk(name, self.process.stdin, answers.fileno(), [])
@@ -246,6 +254,73 @@ class HelperProcess:
     stop = close                                  # (a stuck one: closed and, 5 seconds on, killed)
 
 
+class ForkedProcess:
+    """A child forked from this process that runs a function and ends with its return value as exit status,
+    with pipes for its standard input and outputs and a session of its own: to HelperProcess, what
+    subprocess.Popen is for a program (pid, stdin, stdout, stderr, poll, wait, returncode).
+
+    Only where forking is safe for a child that goes on running Python (`can_fork_here`): one thread, on
+    Linux. The child keeps only its three pipes and the descriptors *pass_fds*, as a program started with
+    close_fds would, and leaves its copy of this process (the worker's objects, its exit handlers) untouched."""
+
+    def __init__(self, function: Callable[[], int], pass_fds: tuple[int, ...] = ()):
+        stdin, stdout, stderr = os.pipe(), os.pipe(), os.pipe()
+        sys.stderr.flush()                      # else the child could write what this process has buffered again
+        self.pid = os.fork()
+        if self.pid == 0:                       # the child
+            status = 1
+            try:
+                os.setsid()
+                for fd, pipe_end in ((0, stdin[0]), (1, stdout[1]), (2, stderr[1])):
+                    os.dup2(pipe_end, fd)
+                _close_all_but({0, 1, 2, *pass_fds})
+                gc.freeze()                     # what it shares with this process stays shared (see memory.py)
+                status = function()
+            except BaseException:
+                with contextlib.suppress(BaseException):
+                    traceback.print_exc()
+            finally:
+                os._exit(status)
+        for fd in (stdin[0], stdout[1], stderr[1]):
+            os.close(fd)
+        self.stdin, self.stdout, self.stderr = open(stdin[1], "wb"), open(stdout[0], "rb"), open(stderr[0], "rb")
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"process {self.pid}", timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+
+def can_fork_here() -> bool:
+    """Whether a helper may be forked from this process to run Python code. Only with one thread: a fork copies
+    just the thread that calls it, and a lock another thread held (in an import, in ctypes) would stay held in
+    the child for ever. Linux only: elsewhere the system's own libraries are not safe to use after a fork."""
+    return sys.platform.startswith("linux") and hasattr(os, "fork") and threading.active_count() == 1
+
+
+def _close_all_but(keep: set[int]) -> None:
+    """Close every file descriptor of this process not in *keep*."""
+    try:
+        numbers = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        numbers = range(os.sysconf("SC_OPEN_MAX"))
+    for fd in numbers:
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 class ForkedHelper(HelperProcess):
     """A helper process forked by another one (a HelperProcess) and spoken to through pipes made for it. It
     shares that one's error output and its process group, so that ending the first ends it too."""
@@ -279,38 +354,62 @@ def hint_for(said: str) -> str:
     return "run the build again; if it fails again, check the engine's installation"
 
 
-# The system engine's helper, started as a module imported from this folder (put last on its module path, so
-# that nothing here can stand in for a module of the standard library), not as a script run by its file name:
-# Python compiles a script at every start (some 6 ms of CPU for system_voice.py), a module once, into its
-# cached bytecode.
+# The system engine's helper, when it is started as a program: a module imported from this folder (put last on
+# its module path, so that nothing here can stand in for a module of the standard library), not a script run
+# by its file name: Python compiles a script at every start (some 6 ms of CPU for system_voice.py), a module
+# once, into its cached bytecode.
 HELPER_START = ("import sys; sys.path.append(sys.argv[1]); import system_voice; "
                 "sys.exit(system_voice.main(sys.argv[2:]))")
+HELPER_NAME = "system (pyttsx3/espeak-ng)"
 
 
 class SystemEngine:
     """pyttsx3 (espeak-ng), one utterance at a time, in the helper process of system_voice.py (which describes
     its requests and answers).
 
-    The first engine of a build starts its helper; the others are forked from
-    that helper once it is set up (see sibling): a start of its own costs a
-    helper some 40 ms of CPU, a fork about one."""
+    The first engine of a build makes its helper; the others are forked from
+    that helper once it is set up (see sibling). Where it can (`can_fork_here`:
+    the narration's worker, as the stage begins), the first helper is forked
+    from the build's process, which has pyttsx3's binding loaded already
+    (`load_espeak_binding`); else it is started as a Python program of its own.
+    Counted in instructions (callgrind), a start of its own costs 45 million
+    before espeak-ng is even set up (Python 21, ctypes 12, the binding 12),
+    half as much again as espeak-ng's whole program for a few words: on a
+    short article, more than the 10 % this engine may cost over that program.
+    A fork costs a fraction of a millisecond, and what the helper touches of
+    the memory it shares with the worker.
+
+    An engine is made in two steps: `SystemEngine(…)` starts its helper and
+    returns at once; `ready()` waits until the helper is set up (some 10 ms,
+    spent meanwhile beside the build's own work)."""
 
     name = "system"
 
-    def __init__(self, choice: VoiceChoice, language: str, rate: int, siblings: int = 0):
-        """*siblings*: how many more engines may be forked from this one's helper later."""
+    def __init__(self, choice: VoiceChoice, language: str, rate: int, siblings: int = 0, fork: bool = False):
+        """*siblings*: how many more engines may be forked from this one's helper later. *fork*: fork the
+        helper from this process (see can_fork_here) rather than start a program."""
         engine_version()                    # a missing espeak-ng is exit 3 with its install command
+        if fork:
+            from . import system_voice
+            binding = forkable_binding()
+            if binding is None:
+                raise RuntimeError("espeak-ng's library is not as loaded here: start the helper as a program")
         # the pipes of the siblings, made now: the helper is given their far ends as it starts
         self.spares = [(os.pipe(), os.pipe()) for _ in range(siblings)]
         theirs = [(requests[0], answers[1]) for requests, answers in self.spares]
-        # without the site module (-S) but told where pyttsx3's binding is: it imports nothing but that, a little
-        # of the standard library and the two modules of this folder it is made of (see HELPER_START)
-        binding = espeak_binding()
+        if fork:
+            def command() -> int:
+                return system_voice.run(language, choice.voice, rate, theirs, binding, open(0, "rb"))
+        else:
+            # without the site module (-S) but told where pyttsx3's binding is: it imports nothing but that, a
+            # little of the standard library and the two modules of this folder it is made of (see HELPER_START)
+            folder = espeak_binding()
+            command = [sys.executable, *(["-S"] if folder else []), "-P", "-c", HELPER_START,
+                       str(Path(__file__).parent), language, choice.voice, str(rate),
+                       ",".join(f"{fd}:{other}" for fd, other in theirs), *folder]
         try:
-            helper = HelperProcess("system (pyttsx3/espeak-ng)", [
-                sys.executable, *(["-S"] if binding else []), "-P", "-c", HELPER_START, str(Path(__file__).parent),
-                language, choice.voice, str(rate), ",".join(f"{fd}:{other}" for fd, other in theirs), *binding],
-                answers_on="stdout", pass_fds=tuple(fd for pair in theirs for fd in pair))
+            self.helper = HelperProcess(HELPER_NAME, command, answers_on="stdout",
+                                        pass_fds=tuple(fd for pair in theirs for fd in pair))
         except BaseException:
             for requests, answers in self.spares:
                 os.close(requests[1])
@@ -319,8 +418,13 @@ class SystemEngine:
         finally:
             for fd in (fd for pair in theirs for fd in pair):
                 os.close(fd)                      # the helper's now: an end of the pipe it holds alone
-        self.rate, self.siblings = rate, []
-        self._ready(helper)
+        self.rate, self.siblings, self.reset = rate, [], None
+
+    def ready(self) -> SystemEngine:
+        """This engine, once its helper has said it is set up (at once if it has)."""
+        if self.reset is None:
+            self._ready(self.helper)
+        return self
 
     def _ready(self, helper: HelperProcess) -> None:
         self.helper = helper
@@ -345,7 +449,7 @@ class SystemEngine:
                 raise RuntimeError(f"no more than {number} siblings were planned for this engine")
             requests, answers = self.spares[number]
             other = object.__new__(SystemEngine)
-            other.rate, other.spares, other.siblings = self.rate, [], []
+            other.rate, other.spares, other.siblings, other.reset = self.rate, [], [], None
             other.helper = ForkedHelper(self.helper, requests[1], answers[0])
             self.siblings.append(other)
         with contextlib.suppress(OSError):        # a helper that has ended leaves the sibling's pipes at their end
@@ -386,6 +490,45 @@ def espeak_binding() -> list[str]:
     pyttsx3 = importlib.util.find_spec("pyttsx3")
     drivers = Path(pyttsx3.origin).parent / "drivers" if pyttsx3 and pyttsx3.origin else None
     return [str(drivers)] if drivers and (drivers / "_espeak.py").is_file() else []
+
+
+# the names pyttsx3's binding loads espeak-ng's library by on Linux
+ESPEAK_LIBRARIES = ("libespeak-ng.so.1", "/usr/local/lib/libespeak-ng.so.1", "libespeak.so.1")
+
+
+@functools.lru_cache(maxsize=None)
+def load_espeak_binding():
+    """pyttsx3's binding of espeak-ng, imported by itself (as the helper started as a program imports it: see
+    system_voice), for helpers forked from this process, with a copy of its library's writable data as loaded
+    (a system_voice.LibraryState); None if it cannot be had so (then helpers are started as programs).
+
+    A forked helper sets espeak-ng up from the library's data as it finds it, which must be the data of a
+    library just loaded: speech is a function of its text and of that state (see system_voice). So the
+    library must not have been loaded before (by pyttsx3 itself, say, which could have set it up and spoken),
+    and is forked from only while its data is still as loaded (`forkable_binding`): this process never sets
+    espeak-ng up, its helpers do."""
+    folder = espeak_binding()
+    if not folder or not sys.platform.startswith("linux"):
+        return None
+    from .system_voice import LibraryState
+    try:
+        for name in ESPEAK_LIBRARIES:
+            with contextlib.suppress(OSError):
+                ctypes.CDLL(name, mode=os.RTLD_NOLOAD)
+                return None                  # loaded already: its data may no longer be as loaded
+        spec = importlib.util.spec_from_file_location("_espeak", Path(folder[0]) / "_espeak.py")
+        binding = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(binding)
+        loaded = LibraryState(binding.dll.espeak_Synth)
+    except Exception:                         # (no espeak-ng library: the build says so when it needs it)
+        return None
+    return (binding, loaded) if loaded.ranges else None
+
+
+def forkable_binding():
+    """The binding (see load_espeak_binding) if its library's data is still as loaded, else None."""
+    found = load_espeak_binding()
+    return found[0] if found and found[1].unchanged() else None
 
 
 class WrongRate(Exception):
@@ -454,14 +597,25 @@ def at_once(choice: VoiceChoice, cores: int) -> int:
 
 
 def start(choice: VoiceChoice, language: str, rate: int, scratch: Path, siblings: int = 0):
-    """An engine for *choice*; a system engine can fork *siblings* more (SystemEngine.sibling)."""
+    """An engine for *choice*, ready; a system engine can fork *siblings* more (SystemEngine.sibling)."""
     if choice.engine == "piper":
         return PiperEngine(choice, rate, scratch)
-    return SystemEngine(choice, language, rate, siblings)
+    return SystemEngine(choice, language, rate, siblings).ready()
+
+
+def start_forked(choice: VoiceChoice, language: str, rate: int, siblings: int = 0) -> SystemEngine | None:
+    """A system engine whose helper is forked from this process, started now and ready later (its `ready`);
+    None where that cannot be (another engine, or `can_fork_here` says no): then `start` makes it when needed."""
+    if choice.engine != "system" or not can_fork_here() or forkable_binding() is None:
+        return None
+    try:
+        return SystemEngine(choice, language, rate, siblings, fork=True)
+    except Exception:             # (no espeak-ng, or no more processes): `start` reports it when it is needed
+        return None
 
 
 def start_another(first, choice: VoiceChoice, language: str, rate: int, scratch: Path):
     """One more engine like *first*: forked from it where it can (the system engine), else started."""
     if isinstance(first, SystemEngine):
-        return first.sibling()
+        return first.sibling().ready()
     return start(choice, language, rate, scratch)

@@ -113,6 +113,8 @@ class Synthesizer:
         self.first: Future = Future()                    # the first engine, once started (or why it could not)
         self.idle: queue.SimpleQueue = queue.SimpleQueue()
         self.lock = threading.Lock()
+        self.forked: engines.SystemEngine | None = None      # the first engine, forked early (see wavs)
+        self.fork_tried = False
         self.pool = ThreadPoolExecutor(max_workers=self.parallel)
         self.synthesized = 0
         self.refused = 0                    # utterances spoken again after failing the checks
@@ -125,6 +127,12 @@ class Synthesizer:
         """The WAV of each text, those not cached spoken side by side; the first failure, once all have ended.
         Up to *parallel* threads take the texts in turn (a task per thread, not per text: a narration has some
         hundred texts a minute of speech, and a task of its own cost each one more than its cache look-up)."""
+        if not self.fork_tried:
+            # The first system engine's helper is forked as the first texts are asked for, while this process
+            # still has one thread (see engines.SystemEngine): it sets itself up while the cache is looked in,
+            # and is closed unused if every text turns out to be cached.
+            self.fork_tried = True
+            self.forked = engines.start_forked(self.choice, self.language, self.rate, siblings=self.most_engines - 1)
         made: list[Path | BaseException | None] = [None] * len(texts)
         numbers = iter(range(len(texts)))
 
@@ -198,7 +206,9 @@ class Synthesizer:
         try:
             if number == 0:
                 try:
-                    engine = engines.start(self.choice, self.language, self.rate, scratch, siblings=self.most_engines - 1)
+                    engine = (self.forked.ready() if self.forked else
+                              engines.start(self.choice, self.language, self.rate, scratch,
+                                            siblings=self.most_engines - 1))
                 except Exception as exc:
                     self.first.set_exception(exc)
                     raise
@@ -216,7 +226,9 @@ class Synthesizer:
         for engine in self.engines:
             if engine is not None:
                 engine.close()
-        self.engines = []
+        if self.forked and self.forked not in self.engines:      # never needed (or failed as it started)
+            self.forked.close()
+        self.engines, self.forked = [], None
 
 
 def cached_speech(target: Path, damaged: list[str]) -> bytes | None:

@@ -1,6 +1,7 @@
 """The `system` speech engine's helper process: pyttsx3 (espeak-ng on Linux) speaking one utterance per request.
 
-Run as ``python -S -P -c HELPER_START AUDIO_FOLDER LANGUAGE VOICE RATE SIBLINGS [FOLDER]``
+Forked from the build's process, which runs `run` in the child (engines.ForkedProcess), or, where that
+cannot be, run as ``python -S -P -c HELPER_START AUDIO_FOLDER LANGUAGE VOICE RATE SIBLINGS [FOLDER]``
 (see engines.HELPER_START; SIBLINGS: the pipes of the helpers it may fork, see below, as
 ``IN:OUT,IN:OUT``, or empty; FOLDER: where pyttsx3's binding of espeak-ng,
 its module `_espeak.py`, is). It reads requests on standard input and
@@ -59,7 +60,8 @@ cost over espeak-ng's own program).
 
 A build starts a helper per core, and what a helper costs to start is a
 share of this engine's cost over espeak-ng's own program (the benchmark's
-`--voices`), so it imports as little as it can. It is imported from its
+`--voices`). A forked helper imports nothing (see engines.SystemEngine);
+one started as a program imports as little as it can. It is imported from its
 folder by itself, not as a module of the package, so that it imports
 nothing but a few modules of the standard library, the speech cache's file
 format (speech_wav.py, beside it) and pyttsx3's binding of espeak-ng: the
@@ -169,6 +171,11 @@ class LibraryState:
         for (start, _), copy in zip(self.ranges, self.copies):
             ctypes.memmove(start, copy, len(copy))
 
+    def unchanged(self) -> bool:
+        """Whether the library's writable data is still what was copied (something found to copy)."""
+        return bool(self.ranges) and all(ctypes.string_at(start, end - start) == copy
+                                         for (start, end), copy in zip(self.ranges, self.copies))
+
 
 def espeak_voices(espeak) -> list[tuple[str, list[str]]]:
     """(id, languages) of each voice espeak-ng has, read as pyttsx3's espeak driver reads them (without
@@ -274,20 +281,30 @@ class EspeakSpeaker:
 
 
 def main(argv: list[str]) -> int:
-    language, wanted, rate = argv[0], argv[1], int(argv[2])
-    siblings = [tuple(int(fd) for fd in pair.split(":")) for pair in argv[3].split(",") if pair]
+    """The helper started as a program (see the module's docstring for *argv*)."""
     binding = None
     try:
         if argv[4:]:                          # pyttsx3's binding, imported by itself (see above)
             sys.path.insert(0, argv[4])
             import _espeak as binding
+    except Exception as exc:                      # the build reports it, naming the engine
+        _answer("error", "", f"{type(exc).__name__}: {exc}")
+        return 1
+    siblings = [tuple(int(fd) for fd in pair.split(":")) for pair in argv[3].split(",") if pair]
+    return run(argv[0], argv[1], int(argv[2]), siblings, binding, sys.stdin.buffer)
+
+
+def run(language: str, wanted: str, rate: int, siblings: list[tuple[int, int]], binding, requests) -> int:
+    """Set espeak-ng up, say so, and answer the *requests* (a binary stream) until they end. Also the whole of
+    a helper forked from the build's own process (engines.ForkedProcess), which has the *binding* loaded."""
+    try:
         speaker = EspeakSpeaker(language, wanted, rate, binding)
     except Exception as exc:                      # the build reports it, naming the engine
         _answer("error", "", f"{type(exc).__name__}: {exc}")
         return 1
     if speaker.reset == "forked":
         gc.freeze()         # the children share this process's memory: the collector must not touch (copy) it
-    return serve(speaker, sys.stdin.buffer, siblings)
+    return serve(speaker, requests, siblings)
 
 
 def serve(speaker: EspeakSpeaker, requests, siblings: list[tuple[int, int]]) -> int:
