@@ -342,7 +342,7 @@ def test_a_phrase_is_spoken_with_its_languages_voice(phrases, tmp_path):
     plain = tmp_path / "plain.yaml"
     plain.write_text(PHRASES.read_text(encoding="utf-8").replace("[buenos días](lang:es)", "buenos días"),
                      encoding="utf-8")
-    from pipeline.stages.audio.synth import speech_seconds
+    from pipeline.stages.audio.speech_wav import speech_seconds
     marked_wav, plain_wav = tmp_path / "marked.wav", tmp_path / "plain.wav"
     for text, wav in (("<speak>Greet Spanish speakers with <voice xml:lang=\"es\">buenos días</voice>, "
                        "then ask how they are.</speak>", marked_wav),

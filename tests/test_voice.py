@@ -78,7 +78,8 @@ def test_the_length_guard_refuses_speech_the_rate_check_cannot_see(tmp_path):
     report, _ = narrate(copy_fixture(tmp_path), env={"PUBLISH_TEST_WRONG_RATE": "400!"})
     assert 1 <= report["refused"] <= os.cpu_count() and report["synthesized"] == report["utterances"]
     from pipeline.stages.audio.script import write_script
-    from pipeline.stages.audio.synth import length_is_plausible, speech_seconds, Synthesizer
+    from pipeline.stages.audio.speech_wav import speech_seconds
+    from pipeline.stages.audio.synth import length_is_plausible, Synthesizer
     from pipeline.stages.audio.lexicon import load_lexicon
     article, theme = load_article(FOLATE), load_theme(THEME)
     utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)

