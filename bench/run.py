@@ -25,6 +25,13 @@ article of the voice tests (and the system engine on B12 too): CPU seconds
 (user and system, of every process) per minute of speech, publish's
 synthesis against the engine's own command-line program on the same
 sentences, in turns, a cold narration and a one-sentence edit.
+
+    python3 bench/run.py --voices --instructions
+
+also counts, for the system engine, the instructions executed (valgrind's
+callgrind, every process) by publish's synthesis with one engine and by
+espeak-ng's own program on the same sentences: a count that, unlike CPU
+seconds, does not move with the machine's other work or its clock.
 """
 from __future__ import annotations
 
@@ -490,14 +497,16 @@ def measure_voices(work: Path, runs: int = 3) -> dict:
     with the machine's other work by a quarter. Which of the two goes first alternates from turn to turn; the
     overhead is of the medians, and each turn's figures are reported too."""
     sys.path.insert(0, str(ROOT))
-    import numpy  # noqa: F401  (a build has it loaded before it speaks: its import is not synthesis)
     from pipeline.source import load_article
+    from pipeline.stages.audio import STAGE as narration
     from pipeline.stages.audio.engines import PIPER_NOISE, choose, config_of, length_scale, piper_program
     from pipeline.stages.audio.lexicon import load_lexicon
     from pipeline.stages.audio.script import write_script
     from pipeline.stages.audio.synth import Synthesizer
     from pipeline.theme import load_theme
     theme = load_theme(ROOT / "themes" / "default")
+    # what a build's narration worker loads before it speaks (numpy, pyttsx3's binding): its imports are not synthesis
+    narration.preload()
     results = {}
     for engine, article_path in (("system", VOICE_ARTICLE), ("system", SOURCE), ("piper", VOICE_ARTICLE)):
         article = load_article(article_path)
@@ -569,6 +578,60 @@ def measure_voices(work: Path, runs: int = 3) -> dict:
     return results
 
 
+def callgrind(command: list[str], folder: Path) -> dict[int, int]:
+    """Run *command* under valgrind's callgrind, following the programs it starts: the instructions executed
+    by it and by every process it started, by process id.
+
+    A forked process inherits its parent's counts: callgrind is told to write them out and start again from
+    zero as a process forks (glibc's _Fork), so that each process counts only its own instructions."""
+    if not shutil.which("valgrind"):
+        raise SystemExit("valgrind is needed to count instructions: apt-get install valgrind")
+    folder.mkdir()
+    done = subprocess.run(["valgrind", "--tool=callgrind", "--trace-children=yes", "--dump-before=_Fork",
+                           f"--callgrind-out-file={folder}/cg.%p", *command], cwd=ROOT,
+                          env={**ENV, "PYTHONHASHSEED": "0"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if done.returncode != 0:
+        raise SystemExit(f"failed under callgrind: {command}\n{done.stderr.decode()[-2000:]}")
+    counts: dict[int, int] = {}
+    for path in folder.glob("cg.*"):                 # cg.PID, and cg.PID.N for the counts written at a fork
+        text = path.read_text("utf-8", errors="replace")
+        line = next(line for line in text.splitlines() if line.startswith(("summary:", "totals:")))
+        pid = int(path.name.split(".")[1])
+        counts[pid] = counts.get(pid, 0) + int(line.split()[1])
+    return counts
+
+
+def measure_instructions(work: Path, rate: int) -> dict:
+    """The system engine's instructions: publish's synthesis with one engine (bench/speak.py: `speak` less
+    `prepare`, every process of each) against espeak-ng's own program on the same sentences, on the short
+    article and on B12. (Between two runs of `prepare` its count moves by some millions: about 1 % of the
+    short article's figure, nothing of B12's.)"""
+    sys.path.insert(0, str(ROOT))
+    from pipeline.source import load_article
+    from pipeline.stages.audio.lexicon import load_lexicon
+    from pipeline.stages.audio.script import write_script
+    from pipeline.theme import load_theme
+    theme = load_theme(ROOT / "themes" / "default")
+    speak = str(ROOT / "bench" / "speak.py")
+    results = {}
+    for article_path in (VOICE_ARTICLE, SOURCE):
+        article = load_article(article_path)
+        utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
+        lines = work / f"count-{article_path.stem}.txt"
+        lines.write_text("\n".join(" ".join(u.spoken.split()) for u in utterances) + "\n")
+        own = callgrind(["espeak-ng", "-v", "en-us", "-s", str(rate), "-f", str(lines), "-w", str(work / "own.wav")],
+                        work / f"cg-own-{article_path.stem}")
+        runs = {mode: callgrind([sys.executable, speak, mode, str(article_path), "system",
+                                 str(work / f"cache-{mode}-{article_path.stem}")], work / f"cg-{mode}-{article_path.stem}")
+                for mode in ("prepare", "speak")}
+        ours = sum(runs["speak"].values()) - sum(runs["prepare"].values())
+        theirs = sum(own.values())
+        results[f"system ({article_path.stem})"] = {
+            "instructions": ours, "own_program_instructions": theirs, "overhead_over_own_cli": round(ours / theirs - 1, 4),
+            "utterances": len(utterances), "processes": len(runs["speak"])}
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="a,c,d,e,f,g,h", help="the parts to run, e.g. a,g (default: all)")
@@ -576,6 +639,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="articles in the batch (e)")
     parser.add_argument("--small", type=int, default=1000, help="small articles in the batch (h); it takes long")
     parser.add_argument("--voices", action="store_true", help="measure the speech engines instead")
+    parser.add_argument("--instructions", action="store_true",
+                        help="with --voices: also count the system engine's instructions (valgrind, some minutes)")
     args = parser.parse_args()
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = set(parts) - set("acdefgh")
@@ -590,6 +655,11 @@ def main() -> None:
         if args.voices:
             voices = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
                       **measure_voices(work, max(1, min(args.runs, 3)))}
+            if args.instructions:
+                from pipeline.theme import load_theme
+                rate = load_theme(ROOT / "themes" / "default").voice_rate
+                for name, counted in measure_instructions(work, rate).items():
+                    voices[name]["instructions"] = counted
             (ROOT / "bench" / "voices.json").write_text(json.dumps(voices, indent=2) + "\n")
             print(json.dumps(voices, indent=2))
             return

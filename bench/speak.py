@@ -1,0 +1,48 @@
+"""Speak an article's narration through publish's synthesizer, as a build's narration worker does; for
+`run.py --voices --instructions`, which counts the instructions of this process and of the helpers it
+starts with valgrind's callgrind.
+
+    python3 bench/speak.py prepare|speak ARTICLE.yaml ENGINE CACHE
+
+`prepare` does everything but the speaking (the worker's imports, the article's script, the engine's version
+remembered in the cache, as the build's fingerprint leaves it); `speak` then speaks every utterance with one
+engine. Both end at once, without the interpreter's clean-up, so that the difference of their counts is
+the speaking alone, and a helper forked from this process counts from the instructions `prepare` took.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline.source import load_article  # noqa: E402
+from pipeline.stages.audio import STAGE as narration  # noqa: E402
+from pipeline.stages.audio.engines import choose  # noqa: E402
+from pipeline.stages.audio.lexicon import load_lexicon  # noqa: E402
+from pipeline.stages.audio.script import write_script  # noqa: E402
+from pipeline.stages.audio.synth import Synthesizer  # noqa: E402
+from pipeline.theme import load_theme  # noqa: E402
+
+
+def main(mode: str, article_path: str, engine: str, cache: str) -> None:
+    narration.preload()
+    theme = load_theme(ROOT / "themes" / "default")
+    article = load_article(Path(article_path))
+    utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
+    choice = choose(engine, theme.voices, "en", theme.root)
+    choice.identity(theme.voice_rate, Path(cache))
+    if mode == "speak":
+        # one engine: a second one is forked from the first's helper, whose count it would start from (so
+        # that the fork's own cost could not be told apart); what it adds is a fork
+        synth = Synthesizer(choice, "en", theme.voice_rate, Path(cache), parallel=1)
+        synth.wavs([u.spoken for u in utterances])
+        synth.close()
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])
