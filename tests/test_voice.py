@@ -112,7 +112,8 @@ def test_each_utterance_is_spoken_from_the_same_state_whatever_was_spoken_before
     """espeak-ng carries state from one utterance to the next (the phase of its pitch flutter among it): the
     helper restores the library's data before each utterance, so the fixture's utterances come out the same
     in reading order, backwards, and each from a freshly started engine; and the same from a helper started as
-    a program and from one forked from this process."""
+    a program and from one forked from this process (told the restoring was found pure before, as a build's
+    cache remembers it, so that it does not check again)."""
     from pipeline.stages.audio.engines import ForkedProcess, SystemEngine
     from pipeline.stages.audio.lexicon import load_lexicon
     from pipeline.stages.audio.script import write_script
@@ -131,7 +132,7 @@ def test_each_utterance_is_spoken_from_the_same_state_whatever_was_spoken_before
 
     def spoken(order: list[int], folder: str, fork: bool = False) -> dict[int, bytes]:
         (tmp_path / folder).mkdir()
-        engine = SystemEngine(choice, "en", theme.voice_rate, fork=fork).ready()
+        engine = SystemEngine(choice, "en", theme.voice_rate, fork=fork, known_pure=fork).ready()
         assert engine.reset == "restored"          # not the fallback of a fork per utterance
         assert isinstance(engine.helper.process, ForkedProcess) == fork
         try:
@@ -227,6 +228,10 @@ def test_the_second_engine_is_forked_from_the_first_speaks_the_same_and_fails_al
         forked = started[0].helper.process.pid
     finally:
         synth.close()
+    # it found restoring espeak-ng's data pure, and the cache remembers it for this library
+    from pipeline.stages.audio import engines
+    assert engines.restoring_known_pure(tmp_path / "cache")
+    assert not engines.restoring_known_pure(tmp_path / "another")
     with pytest.raises(ChildProcessError):                       # ended, and waited for
         os.waitpid(forked, os.WNOHANG)
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ...cache import read_entry, write_entry
 from ...errors import MissingTool, Problem, PublishError
 from . import speech_wav
 from .tools import ESPEAK_INSTALL, engine_version, espeak_ng, espeak_voice_for
@@ -386,9 +387,11 @@ class SystemEngine:
 
     name = "system"
 
-    def __init__(self, choice: VoiceChoice, language: str, rate: int, siblings: int = 0, fork: bool = False):
+    def __init__(self, choice: VoiceChoice, language: str, rate: int, siblings: int = 0, fork: bool = False,
+                 known_pure: bool = False):
         """*siblings*: how many more engines may be forked from this one's helper later. *fork*: fork the
-        helper from this process (see can_fork_here) rather than start a program."""
+        helper from this process (see can_fork_here) rather than start a program; *known_pure*: it need not
+        check that restoring the library's data is pure (restoring_known_pure)."""
         espeak_ng()                         # a missing espeak-ng is exit 3 with its install command
         if fork:
             from . import system_voice
@@ -400,7 +403,7 @@ class SystemEngine:
         theirs = [(requests[0], answers[1]) for requests, answers in self.spares]
         if fork:
             def command() -> int:
-                return system_voice.run(language, choice.voice, rate, theirs, binding, open(0, "rb"))
+                return system_voice.run(language, choice.voice, rate, theirs, binding, open(0, "rb"), known_pure)
         else:
             # without the site module (-S) but told where pyttsx3's binding is: it imports nothing but that, a
             # little of the standard library and the two modules of this folder it is made of (see HELPER_START)
@@ -526,6 +529,37 @@ def load_espeak_binding():
     return (binding, loaded) if loaded.ranges else None
 
 
+RESTORING_CHECKED = "espeak-restore.json"      # in the cache folder: see restoring_known_pure
+
+
+def _library_key() -> str | None:
+    """espeak-ng's library as loaded here (see load_espeak_binding), by its file, size and time."""
+    from ...stamp import file_identity
+    found = load_espeak_binding()
+    return file_identity(Path(found[1].library)) if found and found[1].library else None
+
+
+def restoring_known_pure(cache_dir: Path | None) -> bool:
+    """Whether a helper found, on this very library (its file, size and time), that putting its data back
+    restores everything that matters (system_voice.EspeakSpeaker): then the next ones need not check again
+    (three short sentences spoken at every start: 2 % of the short article's synthesis, counted)."""
+    key = _library_key()
+    if not key or cache_dir is None:
+        return False
+    try:
+        return json.loads(read_entry(cache_dir / RESTORING_CHECKED, []) or b"{}").get(key) is True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def remember_restoring_pure(cache_dir: Path | None) -> None:
+    key = _library_key()
+    if not key or cache_dir is None:
+        return
+    with contextlib.suppress(OSError):          # (a read-only cache: checked again next time)
+        write_entry(cache_dir / RESTORING_CHECKED, json.dumps({key: True}).encode())
+
+
 def forkable_binding():
     """The binding (see load_espeak_binding) if its library's data is still as loaded, else None."""
     found = load_espeak_binding()
@@ -604,13 +638,14 @@ def start(choice: VoiceChoice, language: str, rate: int, scratch: Path, siblings
     return SystemEngine(choice, language, rate, siblings).ready()
 
 
-def start_forked(choice: VoiceChoice, language: str, rate: int, siblings: int = 0) -> SystemEngine | None:
+def start_forked(choice: VoiceChoice, language: str, rate: int, siblings: int = 0,
+                 known_pure: bool = False) -> SystemEngine | None:
     """A system engine whose helper is forked from this process, started now and ready later (its `ready`);
     None where that cannot be (another engine, or `can_fork_here` says no): then `start` makes it when needed."""
     if choice.engine != "system" or not can_fork_here() or forkable_binding() is None:
         return None
     try:
-        return SystemEngine(choice, language, rate, siblings, fork=True)
+        return SystemEngine(choice, language, rate, siblings, fork=True, known_pure=known_pure)
     except Exception:             # (no espeak-ng, or no more processes): `start` reports it when it is needed
         return None
 

@@ -113,7 +113,7 @@ class Synthesizer:
         self.idle: queue.SimpleQueue = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.forked: engines.SystemEngine | None = None      # the first engine, forked early (see wavs)
-        self.fork_tried = False
+        self.fork_tried = self.known_pure = False
         self.pool = ThreadPoolExecutor(max_workers=self.parallel)
         self.synthesized = 0
         self.refused = 0                    # utterances spoken again after failing the checks
@@ -131,7 +131,9 @@ class Synthesizer:
             # still has one thread (see engines.SystemEngine): it sets itself up while the cache is looked in,
             # and is closed unused if every text turns out to be cached.
             self.fork_tried = True
-            self.forked = engines.start_forked(self.choice, self.language, self.rate, siblings=self.most_engines - 1)
+            self.known_pure = engines.restoring_known_pure(self.cache.parent)
+            self.forked = engines.start_forked(self.choice, self.language, self.rate, siblings=self.most_engines - 1,
+                                               known_pure=self.known_pure)
         made: list[Path | BaseException | None] = [None] * len(texts)
         numbers = iter(range(len(texts)))
 
@@ -208,6 +210,8 @@ class Synthesizer:
                     engine = (self.forked.ready() if self.forked else
                               engines.start(self.choice, self.language, self.rate, scratch,
                                             siblings=self.most_engines - 1))
+                    if self.forked and engine.reset == "restored" and not self.known_pure:
+                        engines.remember_restoring_pure(self.cache.parent)     # checked once per library
                 except Exception as exc:
                     self.first.set_exception(exc)
                     raise

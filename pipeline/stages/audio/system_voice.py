@@ -119,21 +119,21 @@ class _DlInfo(ctypes.Structure):          # Dl_info, for dladdr
 PT_LOAD, PT_GNU_RELRO, PF_W = 1, 0x6474E552, 2
 
 
-def writable_data(function) -> list[tuple[int, int]]:
-    """The address ranges of the writable data (`.data`, `.bss`) of the shared library that holds *function*:
-    its writable loadable segment, less the part the loader made read-only after relocation (RELRO).
-    Empty where the C library cannot say (not glibc, or not 64-bit ELF)."""
+def writable_data(function) -> tuple[str, list[tuple[int, int]]]:
+    """The file of the shared library that holds *function*, and the address ranges of its writable data
+    (`.data`, `.bss`): its writable loadable segment, less the part the loader made read-only after
+    relocation (RELRO). Empty where the C library cannot say (not glibc, or not 64-bit ELF)."""
     if ctypes.sizeof(ctypes.c_void_p) != 8:
-        return []
+        return "", []
     try:
         libc = ctypes.CDLL(None)
         dladdr, iterate = libc.dladdr, libc.dl_iterate_phdr
     except (OSError, AttributeError):
-        return []
+        return "", []
     where = _DlInfo()
     dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
     if not dladdr(ctypes.cast(function, ctypes.c_void_p), ctypes.byref(where)) or not where.dli_fname:
-        return []
+        return "", []
     library = os.path.realpath(where.dli_fname.decode())
     page = os.sysconf("SC_PAGE_SIZE")
     found: list[tuple[int, int]] = []
@@ -157,14 +157,14 @@ def writable_data(function) -> list[tuple[int, int]]:
         return 1                              # found: stop
     iterate.argtypes = [type(visit), ctypes.c_void_p]
     iterate(visit, None)
-    return found
+    return library, found
 
 
 class LibraryState:
     """A copy of a shared library's writable data, to put back: the library as it was when the copy was made."""
 
     def __init__(self, function):
-        self.ranges = writable_data(function)
+        self.library, self.ranges = writable_data(function)      # (the library's file, its data's addresses)
         self.copies = [ctypes.string_at(start, end - start) for start, end in self.ranges]
 
     def restore(self) -> None:
@@ -203,8 +203,9 @@ def choose_voice(available: list[tuple[str, list[str]]], language: str, wanted: 
 class EspeakSpeaker:
     """espeak-ng through pyttsx3's binding, in synchronous mode: each Synth call returns with all its sound."""
 
-    def __init__(self, language: str, wanted: str, rate: int, binding=None):
-        """*binding*: pyttsx3's module `_espeak`, if it was imported already (see main)."""
+    def __init__(self, language: str, wanted: str, rate: int, binding=None, known_pure: bool = False):
+        """*binding*: pyttsx3's module `_espeak`, if it was imported already (see main). *known_pure*: restoring
+        this library's data was found pure before (engines.restoring_known_pure): the check is not made again."""
         if binding is None:
             from pyttsx3.drivers import _espeak as binding
         _espeak = self.espeak = binding
@@ -224,7 +225,7 @@ class EspeakSpeaker:
         # copy of the library's data never points at freed memory.
         self._synth("")
         self.state = LibraryState(_espeak.dll.espeak_Synth)
-        self.reset = "restored" if self.state.ranges and self._restoring_is_pure() else "forked"
+        self.reset = "restored" if self.state.ranges and (known_pure or self._restoring_is_pure()) else "forked"
 
     def _restoring_is_pure(self) -> bool:
         """Whether a probe comes out the same before and after another sentence, the library's data restored."""
@@ -246,7 +247,8 @@ class EspeakSpeaker:
     def _collect(self, wav, count, events) -> int:
         try:
             if count > 0:
-                self.pcm += ctypes.string_at(wav, count * 2)
+                # copied once, into pcm (string_at made a bytes object of it first)
+                self.pcm += ctypes.cast(wav, ctypes.POINTER(ctypes.c_char * (count * 2))).contents
             return 0
         except BaseException as exc:          # an error here must stop espeak-ng, not vanish in ctypes
             self.failure = exc
@@ -294,11 +296,12 @@ def main(argv: list[str]) -> int:
     return run(argv[0], argv[1], int(argv[2]), siblings, binding, sys.stdin.buffer)
 
 
-def run(language: str, wanted: str, rate: int, siblings: list[tuple[int, int]], binding, requests) -> int:
+def run(language: str, wanted: str, rate: int, siblings: list[tuple[int, int]], binding, requests,
+        known_pure: bool = False) -> int:
     """Set espeak-ng up, say so, and answer the *requests* (a binary stream) until they end. Also the whole of
     a helper forked from the build's own process (engines.ForkedProcess), which has the *binding* loaded."""
     try:
-        speaker = EspeakSpeaker(language, wanted, rate, binding)
+        speaker = EspeakSpeaker(language, wanted, rate, binding, known_pure)
     except Exception as exc:                      # the build reports it, naming the engine
         _answer("error", "", f"{type(exc).__name__}: {exc}")
         return 1
