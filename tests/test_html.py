@@ -280,3 +280,37 @@ def test_overlong_words_and_addresses_wrap_at_320_px(browser, tmp_path):
     page = open_page(browser, tmp_path / "out" / "long" / "long.html", 320)
     assert page.evaluate("document.documentElement.scrollWidth") <= 320
     page.context.close()
+
+
+def test_no_sideways_scrolling_at_320_px_at_any_text_size_of_the_reading_settings(browser, tmp_path):
+    """In Spanish the menus ("Amarillo sobre negro") and the player's words ("Velocidad") are long: at the
+    larger text sizes the reading settings offer, on a phone, they pushed the page sideways."""
+    source = ROOT / "tests" / "fixtures" / "es" / "dolor-lumbar-autocuidado.yaml"
+    result = run_publish("build", str(source), "--format", "html,mp3", "--out", str(tmp_path / "out"),
+                         "--cache", str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr
+    page = open_page(browser, tmp_path / "out" / source.stem / f"{source.stem}.html", 320)
+    widths = {}
+    for step in range(7):                                   # reader.js: from the smallest text to the largest
+        page.evaluate(f"localStorage.setItem('reader.scale', '{step}')")
+        page.reload()
+        page.wait_for_function("!document.querySelector('.player').hidden")
+        page.evaluate("document.querySelector('.reader-controls').open = true")     # the reading settings
+        widths[step] = page.evaluate("document.documentElement.scrollWidth")
+    page.context.close()
+    assert all(width <= 320 for width in widths.values()), widths
+
+
+def test_a_list_numbered_inside_a_step_counts_a_b_as_on_the_printed_handout(browser, tmp_path):
+    """The back-pain handout's steps 1, 2, 3 hold two numbered sub-steps: numbered 1, 2 again they read as
+    steps of their own; the printed handout letters them a, b. The contents keep their numbers."""
+    source = ROOT / "tests" / "fixtures" / "back-pain" / "staying-active-with-back-pain.yaml"
+    result = run_publish("build", str(source), "--format", "html", "--out", str(tmp_path / "out"),
+                         "--cache", str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr
+    page = open_page(browser, tmp_path / "out" / source.stem / f"{source.stem}.html", 1280)
+    style = "s => getComputedStyle(document.querySelector(s)).listStyleType"
+    assert page.evaluate(style, "main ol[id]") == "decimal"
+    assert page.evaluate(style, "main ol[id] li > ul > li > ol") == "lower-alpha"
+    assert page.evaluate(style, ".contents li > ol") == "decimal"
+    page.context.close()

@@ -61,6 +61,17 @@ def test_body_text_is_18_pt_and_headings_larger(pdf):
     assert [round(float(v)) for v in pdf.pages[0].MediaBox[2:]] == [595, 842]
 
 
+def test_a_callouts_heading_is_larger_than_its_text(tmp_path):
+    """The B12 article has no callout: the back-pain handout has all four kinds, each with a heading
+    ("Warning: Get medical help today ...") that must not shrink below the 18 pt text it introduces."""
+    source = Path(__file__).parent / "fixtures" / "back-pain" / "staying-active-with-back-pain.yaml"
+    result = run_publish("build", str(source), "--format", "pdf-large", "--out", str(tmp_path / "out"),
+                         "--cache", str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr
+    with pikepdf.open(tmp_path / "out" / source.stem / f"{source.stem}.large-print.pdf") as document:
+        assert min(text_sizes(document)["content"]) >= 18.0, sorted(text_sizes(document)["content"])
+
+
 def test_lines_are_generously_spaced_and_left_aligned(pdf_path, article):
     """Line pitch of the first paragraph at least 1.4 times the text size; every line starts at the margin."""
     layout = poppler("pdftotext", "-bbox-layout", "-f", "1", "-l", "1", pdf_path, "-")

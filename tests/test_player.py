@@ -337,6 +337,32 @@ def test_every_control_is_at_least_44_px(browser, http, width):
     page.context.close()
 
 
+
+def test_on_a_right_to_left_page_back_is_left_of_forward_and_the_slider_starts_on_the_left(browser, tmp_path):
+    """The playback controls keep the recording's direction on an Arabic page: where their symbols point, as
+    the left arrow key goes back; not laid out right to left with symbols pointing the other way."""
+    arabic = ROOT / "tests" / "fixtures" / "scripts" / "b12-arabic.yaml"
+    result = run_publish("build", str(arabic), "--format", "html,mp3", "--out", str(tmp_path / "out"),
+                         "--cache", str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr
+    page = open_player(browser, (tmp_path / "out" / arabic.stem / f"{arabic.stem}.html").as_uri())
+    assert page.evaluate("document.documentElement.dir") == "rtl"
+
+    def lefts():
+        return page.evaluate("Object.fromEntries([...document.querySelectorAll('.player [data-command]')]"
+                             ".map(e => [e.dataset.command, e.getBoundingClientRect().left]))")
+    where = lefts()
+    assert where["play"] < where["back"] < where["forward"], where
+    assert where["previous"] < where["next"], where
+    assert page.evaluate("getComputedStyle(document.querySelector('#player-position')).direction") == "ltr"
+    assert page.evaluate("getComputedStyle(document.querySelector('.player-label')).direction") == "rtl"
+    page.click("[data-command=play]")                      # the bar at the bottom of the window too
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.wait_for_function("document.querySelector('.player').classList.contains('is-floating')")
+    where = lefts()
+    assert where["play"] < where["back"] < where["forward"] < where["previous"] < where["next"], where
+    page.context.close()
+
 # the page's own text size with the WCAG 1.4.12 text spacing, and the largest text the reading settings offer
 @pytest.mark.parametrize("scale, spacing", [("2", True), ("6", False)])
 def test_the_player_reflows_at_320_px_with_text_spacing_and_the_largest_text(browser, http, scale, spacing):
