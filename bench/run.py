@@ -606,8 +606,8 @@ def measure_instructions(work: Path, rate: int) -> dict:
     `prepare`, every process of each) against espeak-ng's own program on the same sentences, on the short
     article and on B12, with a cache that an earlier build has left (no speech in it). Instructions run
     in user space: the system's work for a process (starting it, its page faults) is not counted, in either.
-    (Between two runs of `prepare` its count moves by some millions: about 1 % of the short article's figure,
-    nothing of B12's.)"""
+    (From one run to the next the difference moves by up to some 12 million instructions, 2 to 3 % of the
+    short article's figure and a tenth of a percent of B12's.)"""
     sys.path.insert(0, str(ROOT))
     from pipeline.source import load_article
     from pipeline.stages.audio.lexicon import load_lexicon
