@@ -7,7 +7,7 @@ starts with valgrind's callgrind.
 `prepare` does everything but the speaking (the worker's imports, the article's script, the engine's version
 remembered in the cache, as the build's fingerprint leaves it); `speak` then speaks every utterance with one
 engine. Both end at once, without the interpreter's clean-up, so that the difference of their counts is
-the speaking alone, and a helper forked from this process counts from the instructions `prepare` took.
+the speaking alone (run.py has callgrind count each forked helper's own instructions from its fork).
 """
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def main(mode: str, article_path: str, engine: str, cache: str) -> None:
     choice = choose(engine, theme.voices, "en", theme.root)
     choice.identity(theme.voice_rate, Path(cache))
     if mode == "speak":
-        # one engine: a second one is forked from the first's helper, whose count it would start from (so
-        # that the fork's own cost could not be told apart); what it adds is a fork
+        # one engine: a build on two cores forks a second from the first's helper, which adds a fork and
+        # shares the same sentences out, speaking nothing the first would not
         synth = Synthesizer(choice, "en", theme.voice_rate, Path(cache), parallel=1)
         synth.wavs([u.spoken for u in utterances])
         synth.close()

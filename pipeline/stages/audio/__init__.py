@@ -50,8 +50,8 @@ class AudioStage:
         engines = f"{engine_version(ctx.cache_dir)}; {ffmpeg_version(ctx.cache_dir)}"
         voice = choose(theme.voice_engine, theme.voices, article.metadata.language, theme.root)
         return f"{engines}; {package_version('pyttsx3')}; {package_version('pycountry')}; " \
-               f"{package_version('pyebur128')}; {package_version('lameenc')}; {voice.identity(theme.voice_rate, ctx.cache_dir)}; " \
-               f"files {theme.audio_formats}".encode()
+               f"{package_version('pyebur128')}; {package_version('lameenc')}; " \
+               f"{voice.identity(theme.voice_rate, ctx.cache_dir)}; files {theme.audio_formats}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         from concurrent.futures import ThreadPoolExecutor

@@ -96,7 +96,8 @@ class Synthesizer:
     """Speech for texts, from the cache or spoken by up to *parallel* threads at once (one per core by default),
     with as many engines as the engine's kind runs on that many cores (engines.at_once).
     Engines start when the first text must be spoken: a one-sentence edit starts one. The first engine starts
-    on its own; the others are made from it where the engine can (engines.start_another)."""
+    on its own (the system engine's helper is forked as the first texts are asked for, see wavs); the others
+    are made from it where the engine can (engines.start_another)."""
 
     def __init__(self, choice: VoiceChoice, language: str, rate: int, cache_dir: Path, parallel: int | None = None):
         self.choice, self.language, self.rate = choice, language, rate
