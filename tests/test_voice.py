@@ -187,10 +187,9 @@ def test_the_second_engine_is_forked_from_the_first_speaks_the_same_and_fails_al
     """A build's second system engine is a fork of the first one's helper, made after the first has spoken:
     it speaks every utterance to the same bytes; a sibling that dies is an error naming the engine while the
     first speaks on; and closing the first ends every helper."""
-    from pipeline.stages.audio.engines import EngineFailed, ForkedHelper, ForkedProcess, HelperProcess, SystemEngine
+    from pipeline.stages.audio.engines import EngineFailed, ForkedHelper, HelperProcess, SystemEngine
     from pipeline.stages.audio.lexicon import load_lexicon
     from pipeline.stages.audio.script import write_script
-    from pipeline.stages.audio.synth import Synthesizer
     article, theme = load_article(FOLATE), load_theme(THEME)
     utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
     every = [u.spoken for u in utterances]
@@ -217,23 +216,42 @@ def test_the_second_engine_is_forked_from_the_first_speaks_the_same_and_fails_al
     assert first.helper.process.returncode == 0
     with pytest.raises(ProcessLookupError):                      # ended, and waited for by the first helper
         os.kill(pids[1], 0)
-    # a build on two cores forks one helper from its own process (which has one thread here, as the
-    # narration's worker has as it begins) and the other from that helper
-    synth = Synthesizer(choice, "en", theme.voice_rate, tmp_path / "cache", parallel=2)
+    # a build on two cores forks one helper from its own process and the other from that helper: in a new
+    # process, as the narration's worker is (this one may have other threads by now, or espeak-ng loaded)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as worker:
+        helpers, first_forked, ended, remembered = worker.submit(_two_core_narration, every,
+                                                                 str(tmp_path / "cache")).result()
+    assert helpers == [HelperProcess.__name__, ForkedHelper.__name__][:len(helpers)] and helpers
+    assert first_forked and ended
+    # it found restoring espeak-ng's data pure, and the cache remembers it for this library
+    assert remembered == [True, False]
+
+
+def _two_core_narration(texts: list[str], cache: str) -> tuple[list[str], bool, bool, list[bool]]:
+    """Speak *texts* as a build's narration worker does on two cores (run in a process of its own): the kinds of
+    helper its engines have, whether the first was forked from this process, whether it ended (waited for) once
+    closed, and whether the cache then knows restoring to be pure (and another cache does not)."""
+    from pipeline.stages.audio import STAGE, engines
+    from pipeline.stages.audio.synth import Synthesizer
+    STAGE.preload()
+    theme = load_theme(THEME)
+    synth = Synthesizer(choose("system", theme.voices, "en", theme.root), "en", theme.voice_rate, Path(cache),
+                        parallel=2)
     try:
-        synth.wavs(every)
+        synth.wavs(texts)
         started = [engine for engine in synth.engines if engine is not None]
-        assert [type(engine.helper) for engine in started] == [HelperProcess, ForkedHelper][:len(started)]
-        assert isinstance(started[0].helper.process, ForkedProcess)
-        forked = started[0].helper.process.pid
+        first = started[0].helper.process
     finally:
         synth.close()
-    # it found restoring espeak-ng's data pure, and the cache remembers it for this library
-    from pipeline.stages.audio import engines
-    assert engines.restoring_known_pure(tmp_path / "cache")
-    assert not engines.restoring_known_pure(tmp_path / "another")
-    with pytest.raises(ChildProcessError):                       # ended, and waited for
-        os.waitpid(forked, os.WNOHANG)
+    try:
+        os.waitpid(first.pid, os.WNOHANG)
+        ended = False
+    except ChildProcessError:
+        ended = True
+    return ([type(engine.helper).__name__ for engine in started], isinstance(first, engines.ForkedProcess), ended,
+            [engines.restoring_known_pure(Path(cache)), engines.restoring_known_pure(Path(cache) / "another")])
 
 
 def _speech_cache(tmp_path: Path, texts: list[str]):
