@@ -496,12 +496,9 @@ def measure_voices(work: Path, runs: int = 3) -> dict:
     short article and on B12 (where its start is a smaller share), whose runs take a second or less and move
     with the machine's other work by a quarter. Which of the two goes first alternates from turn to turn; the
     overhead is of the medians, and each turn's figures are reported too."""
-    sys.path.insert(0, str(ROOT))
-    from pipeline.source import load_article
+    from speak import spoken_texts, write_lines       # (which puts the package on the module path)
     from pipeline.stages.audio import STAGE as narration
     from pipeline.stages.audio.engines import PIPER_NOISE, choose, config_of, length_scale, piper_program
-    from pipeline.stages.audio.lexicon import load_lexicon
-    from pipeline.stages.audio.script import write_script
     from pipeline.stages.audio.synth import Synthesizer
     from pipeline.theme import load_theme
     theme = load_theme(ROOT / "themes" / "default")
@@ -509,11 +506,9 @@ def measure_voices(work: Path, runs: int = 3) -> dict:
     narration.preload()
     results = {}
     for engine, article_path in (("system", VOICE_ARTICLE), ("system", SOURCE), ("piper", VOICE_ARTICLE)):
-        article = load_article(article_path)
-        utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
+        texts = spoken_texts(article_path, theme)
         name = f"{engine} ({article_path.stem})"
-        lines = work / f"{engine}-{article_path.stem}.txt"
-        lines.write_text("\n".join(" ".join(u.spoken.split()) for u in utterances) + "\n")
+        lines = write_lines(texts, work / f"{engine}-{article_path.stem}.txt")
         choice = choose(engine, theme.voices, "en", theme.root)
         if engine == "piper":
             own = [piper_program(), "--model", str(choice.model), "--config", str(config_of(choice.model)),
@@ -529,7 +524,7 @@ def measure_voices(work: Path, runs: int = 3) -> dict:
             cache = work / f"speech-{engine}-{article_path.stem}-{n}"
             started, cpu, parent = time.perf_counter(), children_cpu() + time.process_time(), time.process_time()
             synth = Synthesizer(choice, "en", theme.voice_rate, cache)
-            made = synth.wavs([u.spoken for u in utterances])
+            made = synth.wavs(texts)
             synth.close()
             ours.append(children_cpu() + time.process_time() - cpu)
             parents.append(time.process_time() - parent)
@@ -548,7 +543,7 @@ def measure_voices(work: Path, runs: int = 3) -> dict:
         import wave
         speech = sum(wave.open(str(w)).getnframes() / wave.open(str(w)).getframerate() for w in wavs)
         results[name] = {
-            "voice": choice.voice, "utterances": len(utterances), "speech_s": round(speech, 1),
+            "voice": choice.voice, "utterances": len(texts), "speech_s": round(speech, 1),
             "cpu_s_per_minute_of_speech": round(median(ours) / speech * 60, 3),
             "own_program_cpu_s_per_minute_of_speech": round(median(theirs) / speech * 60, 3),
             "cpu_s": [round(x, 3) for x in ours], "own_program_cpu_s": [round(x, 3) for x in theirs],
@@ -608,19 +603,14 @@ def measure_instructions(work: Path, rate: int) -> dict:
     in user space: the system's work for a process (starting it, its page faults) is not counted, in either.
     (From one run to the next the difference moves by up to some 12 million instructions, 2 to 3 % of the
     short article's figure and a tenth of a percent of B12's.)"""
-    sys.path.insert(0, str(ROOT))
-    from pipeline.source import load_article
-    from pipeline.stages.audio.lexicon import load_lexicon
-    from pipeline.stages.audio.script import write_script
+    from speak import spoken_texts, write_lines       # (which puts the package on the module path)
     from pipeline.theme import load_theme
     theme = load_theme(ROOT / "themes" / "default")
     speak = str(ROOT / "bench" / "speak.py")
     results = {}
     for article_path in (VOICE_ARTICLE, SOURCE):
-        article = load_article(article_path)
-        utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
-        lines = work / f"count-{article_path.stem}.txt"
-        lines.write_text("\n".join(" ".join(u.spoken.split()) for u in utterances) + "\n")
+        texts = spoken_texts(article_path, theme)
+        lines = write_lines(texts, work / f"count-{article_path.stem}.txt")
         own = callgrind(["espeak-ng", "-v", "en-us", "-s", str(rate), "-f", str(lines), "-w", str(work / "own.wav")],
                         work / f"cg-own-{article_path.stem}")
         # the cache as earlier builds leave it (espeak-ng's version, the check of its library: see engines.py),
@@ -636,7 +626,7 @@ def measure_instructions(work: Path, rate: int) -> dict:
         theirs = sum(own.values())
         results[f"system ({article_path.stem})"] = {
             "instructions": ours, "own_program_instructions": theirs, "overhead_over_own_cli": round(ours / theirs - 1, 4),
-            "utterances": len(utterances), "processes": len(runs["speak"])}
+            "utterances": len(texts), "processes": len(runs["speak"])}
     return results
 
 

@@ -27,18 +27,30 @@ from pipeline.stages.audio.synth import Synthesizer  # noqa: E402
 from pipeline.theme import load_theme  # noqa: E402
 
 
+def spoken_texts(article_path: Path, theme) -> list[str]:
+    """What a build's narration speaks of the article, utterance by utterance (its script)."""
+    article = load_article(article_path)
+    utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
+    return [u.spoken for u in utterances]
+
+
+def write_lines(texts: list[str], path: Path) -> Path:
+    """The texts for an engine's own program: one utterance a line."""
+    path.write_text("\n".join(" ".join(text.split()) for text in texts) + "\n")
+    return path
+
+
 def main(mode: str, article_path: str, engine: str, cache: str) -> None:
     narration.preload()
     theme = load_theme(ROOT / "themes" / "default")
-    article = load_article(Path(article_path))
-    utterances, _ = write_script(article, load_lexicon(theme.root, "en").with_article(article), theme.organisation)
+    texts = spoken_texts(Path(article_path), theme)
     choice = choose(engine, theme.voices, "en", theme.root)
     choice.identity(theme.voice_rate, Path(cache))
     if mode == "speak":
         # one engine: a build on two cores forks a second from the first's helper, which adds a fork and
         # shares the same sentences out, speaking nothing the first would not
         synth = Synthesizer(choice, "en", theme.voice_rate, Path(cache), parallel=1)
-        synth.wavs([u.spoken for u in utterances])
+        synth.wavs(texts)
         synth.close()
     sys.stdout.flush()
     os._exit(0)
