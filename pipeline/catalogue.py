@@ -103,13 +103,9 @@ def article_facts(article: Article) -> dict:
 
 
 def file_facts(path: Path) -> dict:
-    """What the catalogue says of one published file beyond its size, read from the file: a PDF's pages,
-    whether an EPUB reads aloud. (A narration's length and chapters are stated by the audio stage, which
-    made the file and knows them to the sample: see BuildContext.facts.)"""
-    if path.suffix == ".pdf":
-        import pikepdf
-        with pikepdf.open(path) as pdf:
-            return {"pages": len(pdf.pages)}
+    """What the catalogue says of one published file beyond its size, read from the file: whether an EPUB reads
+    aloud. (A PDF's pages and a narration's length and chapters are stated by the stage that made the file,
+    which knows them: see BuildContext.facts.)"""
     if path.suffix == ".epub":
         return {"read_aloud": _has_media_overlays(path)}
     return {}

@@ -39,8 +39,8 @@ class BuildContext:
     # for a stage with NEEDS: the needed stages' files by name, where they are now (this build's staging
     # folder, or the published folder when the needed stage was current)
     products: dict[str, Path] = field(default_factory=dict, compare=False)
-    # what a stage knows of a file it made that the catalogue tells readers (a narration's length and chapters),
-    # by file name: the build takes it from here rather than reading the file again (catalogue.file_facts)
+    # what a stage knows of a file it made that the catalogue tells readers (a PDF's pages, a narration's length
+    # and chapters), by file name: the build takes it from here rather than reading the file again (catalogue.file_facts)
     facts: dict[str, dict] = field(default_factory=dict, compare=False)
 
     def has(self, fmt: str) -> bool:

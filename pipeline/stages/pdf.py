@@ -267,6 +267,7 @@ class PdfStage:
         finish(rendered, target, article)
         rendered.unlink()
         ctx.report.setdefault(self.name, {})["pages"] = len(document.pages)
+        ctx.facts[target.name] = {"pages": len(document.pages)}         # what the catalogue says of it
         return [target]
 
 

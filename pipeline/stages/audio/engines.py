@@ -648,11 +648,11 @@ def start_forked(choice: VoiceChoice, language: str, rate: int, siblings: int = 
                  known_pure: bool = False) -> SystemEngine | None:
     """A system engine whose helper is forked from this process, started now and ready later (its `ready`);
     None where that cannot be (another engine, or `can_fork_here` says no): then `start` makes it when needed."""
-    if choice.engine != "system" or not can_fork_here() or forkable_binding() is None:
+    if choice.engine != "system" or not can_fork_here():
         return None
     try:
         return SystemEngine(choice, language, rate, siblings, fork=True, known_pure=known_pure)
-    except Exception:             # (no espeak-ng, or no more processes): `start` reports it when it is needed
+    except Exception:             # (the library not as loaded, no espeak-ng, no more processes): see `start`
         return None
 
 
