@@ -466,24 +466,23 @@ def stop_workers(pools: dict[str, ProcessPoolExecutor]) -> None:
 
 def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, workers: int | None = None,
           progress=None, pools: dict[str, ProcessPoolExecutor] | None = None, lock_wait: float | None = None,
-          lock_per_stage: bool = False) -> list[Job]:
+          lock_per_stage: bool = False, cache_limit: int | None = None) -> list[Job]:
     """Build every job; errors are recorded on the jobs (job.error, stage.error), not raised, except those
     that stop every job (an unusable output or cache folder: an EnvironmentProblem).
 
     *pools* are workers from `start_workers`; the build owns them and ends them. Another build of an
     article is waited for, as long as it takes or *lock_wait* seconds. *lock_per_stage*: lock the
     articles' stages rather than the articles (the live preview; see the module's docstring).
+    *cache_limit*: a batch keeps the cache within it as its narrations finish (`cache.KeptWithin`); pruning
+    after the build is the caller's.
     """
     progress = progress or Quiet()
     workers = max(1, workers or os.cpu_count() or 1)
     pools = pools or {}
-    registered = contextlib.ExitStack()
     try:
         _usable_output_folder(out_root)
         if cache_dir is not None:
             cache.check_folder(cache_dir)
-        # while it runs, what it may read is spared by the pruning of other builds (cache.in_use_since)
-        registered.enter_context(cache.running_build(cache_dir))
         epoch = source_date_epoch()
         ready, theme_hashes = [], {}
         # Locks are taken in one order (by slug), so that two batches naming the same articles in other
@@ -513,6 +512,8 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
             except OSError as exc:
                 job.error = cannot_use(out_root, "cannot write in the output folder", exc, OUT_FIX)
         progress.start(jobs)
+        keeper = (cache.KeptWithin(cache_dir, cache_limit) if cache_dir is not None and cache_limit is not None
+                  and len(ready) > 1 else None)      # (a single article's build is pruned after it)
         stale = [(job, name) for job in ready
                  for name in sorted((n for n, r in job.stages.items() if r.status == "pending"), key=_start_rank)]
         tasks = [(job, name) for job, name in stale if not _waiting(job, name)]     # the others follow their needs
@@ -521,13 +522,14 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
             stop_workers(pools)                    # started for other work (or for none): start the right ones
             pools = _pools(wanted) if wanted else {}
         if pools:
-            _run_pool(pools, tasks, ready, progress)
+            _run_pool(pools, tasks, ready, progress, keeper)
             for pool in pools.values():
                 pool.shutdown()
         else:
             while tasks:
                 job, name = tasks.pop(0)
                 _run_one(job, name, progress)
+                _keep_within(keeper, job.stages[name])
                 tasks += [(job, dependent) for dependent in _released(job, name)]
             for job in ready:
                 _close_article(job, progress)
@@ -540,7 +542,6 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
         for job in jobs:
             _finish(job)
         progress.stop()
-        registered.close()
     return jobs
 
 
@@ -614,7 +615,13 @@ def _signals_held():
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
-def _run_pool(pools, tasks, ready, progress) -> None:
+def _keep_within(keeper: cache.KeptWithin | None, result: StageResult) -> None:
+    """A stage has ended: if it added to the cache (a narration), a batch's cache may need pruning."""
+    if keeper is not None and result.status == "built" and result.report.get("cache_bytes_added"):
+        keeper.added(result.report["cache_bytes_added"])
+
+
+def _run_pool(pools, tasks, ready, progress, keeper: cache.KeptWithin | None = None) -> None:
     from concurrent.futures import FIRST_COMPLETED, wait
     futures = {}
 
@@ -653,6 +660,7 @@ def _run_pool(pools, tasks, ready, progress) -> None:
                                                          f"the {name} stage's worker process failed: {type(exc).__name__}",
                                                          "run the build again; if it fails again, build with --jobs 1"))
                 progress.stage_finished(job, result)
+                _keep_within(keeper, result)
                 with _signals_held():           # a submit may fork a worker (see _signals_held)
                     pending.update(submit(job, dependent) for dependent in _released(job, name))
                 if id(job) not in closed and all(r.status != "pending" for r in job.stages.values()):

@@ -2,20 +2,24 @@
 
 Speech and encodings are found by what they are made of, so they pile up:
 every edit leaves the old sentence's speech and its chapter's old encodings
-behind, and every article adds its own (the B12 article: 45 MB). After each
-build that ran a stage, the entries used longest ago are removed until the
-cache is within its limit (`--cache-limit`, 2 GiB unless given); a long
-batch is also pruned between its runs of articles, so that it keeps within
-the limit as it goes. A build marks an entry as used (its file time)
-whenever it finds it, so what the articles still need stays. The speech of
-a chapter whose encoding is found is not read, so it ages and goes before
-the encodings: it is needed again only when that chapter is edited (and
-then spoken again).
+behind, and every article adds its own (the B12 article: 45 MB). The cache
+is kept within its limit (`--cache-limit`, 2 GiB unless given) by removing
+the entries used longest ago: after each build that ran a stage, and during
+a batch every few articles as they are published, so that a long batch
+keeps within the limit as it goes. Everything in the cache counts towards
+the limit (the stamps, compiled templates and memos too), but only entries
+are removed. A build marks an entry as used (its file time) whenever it
+finds it, so what the articles still need stays. The speech of a chapter
+whose encoding is found is not read, so it ages and goes before the
+encodings: it is needed again only when that chapter is edited (and then
+spoken again).
 
-An entry that another build may be about to read is never removed. Every
-build registers while it runs (``builds/<pid>-<token>.build``, its time
-that of the build's start), and the pruning spares every entry used since
-the oldest of them started.
+An entry that a narration being made may be about to read is never
+removed. Whatever reads entries registers while it does (`reading`: each
+narration as its stage runs, `publish say`), as
+``builds/<pid>-<token>.build`` with the time it started, and the pruning
+spares every entry used since the oldest of them started. What a batch's
+finished narrations used can go as soon as the cache needs the room.
 
 Every entry checks itself. Beside it a small sidecar (``<entry>.sha256``)
 holds its length and SHA-256, written before the entry is moved into place,
@@ -43,12 +47,14 @@ from pathlib import Path
 from .errors import EnvironmentProblem, Problem, cannot_use, display_path
 
 DEFAULT_LIMIT = 2 * 2**30
-KEPT_FOLDERS = ("speech", "encoded")     # the stamps and the version memo are a few kB: never pruned
-BUILDS = "builds"                        # one file per running build (see running_build)
+KEPT_FOLDERS = ("speech", "encoded")     # the stamps and the memos are a few kB each: never pruned
+BUILDS = "builds"                        # one file per reader at work (see `reading`)
 TEMPLATES = "templates"                   # the themes' compiled templates (Jinja2's; theme.keep_compiled_templates)
 FOLDERS = (*KEPT_FOLDERS, "stamps", BUILDS, TEMPLATES)     # made by the stages and the build; checked before a build
 _NAME = r"[0-9a-f]{64}\.(?:wav|mp3|aac|json)"
 ENTRY = re.compile(_NAME + r"(?:\.sha256)?")           # only files the stages wrote are ever removed
+# the memos beside the folders (the tools' versions, see stages/audio/tools.py; engines.RESTORING_CHECKED): counted
+MEMOS = re.compile(r"(?:versions|espeak-restore)\.json(?:\.sha256)?")
 DAMAGED = re.compile(_NAME + r"\.damaged")              # moved aside when found damaged
 # being written by the process numbered (entries, their sidecars, stamps, the version memo, write probes)
 TEMP = re.compile(r"(?:(?:[0-9a-f]{64}\.(?:wav|mp3|aac|json)|[0-9a-f]{32}\.json|versions\.json)(?:\.sha256)?|probe)"
@@ -234,11 +240,18 @@ def prune(cache_dir: Path, limit: int, now: float | None = None, spare_since: fl
     """Remove what killed builds left (temporary files of ended processes, entries moved aside an hour ago and
     more), then the entries used longest ago until the cache holds at most *limit* bytes, sparing those used
     since *spare_since* (by default, in the last hour; see `in_use_since`); returns how many files and bytes
-    were removed. Only files named as the stages name their entries count: a --cache pointed at the wrong
-    folder loses nothing of anyone else's."""
+    were removed. The stamps, compiled templates and memos count towards the limit, but only files named as
+    the stages name their entries are removed: a --cache pointed at the wrong folder loses nothing of anyone
+    else's, and its other files do not count."""
+    removed, freed, _ = _pruned(cache_dir, limit, now, spare_since)
+    return removed, freed
+
+
+def _pruned(cache_dir: Path, limit: int, now: float | None, spare_since: float | None) -> tuple[int, int, int]:
+    """`prune`, which also returns the bytes the cache holds after it."""
     now = time.time() if now is None else now
     spare_since = now - RECENT if spare_since is None else spare_since
-    entries, leftovers = [], []
+    entries, leftovers, kept = [], [], 0
     for folder in ("", *FOLDERS):            # leftovers anywhere; entries to prune only in KEPT_FOLDERS
         try:
             with os.scandir(cache_dir / folder) as found:
@@ -250,6 +263,8 @@ def prune(cache_dir: Path, limit: int, now: float | None = None, spare_since: fl
                         entries.append((info.st_mtime, info.st_size, entry.path))
                     elif _leftover(entry.name, info.st_mtime, now):
                         leftovers.append((info.st_size, entry.path))
+                    elif folder not in KEPT_FOLDERS if folder else MEMOS.fullmatch(entry.name):
+                        kept += info.st_size           # stamps, templates, memos: the cache's, never removed
         except OSError:                    # not there, not a folder, not readable: nothing of it to prune
             continue
     removed = freed = 0
@@ -259,7 +274,7 @@ def prune(cache_dir: Path, limit: int, now: float | None = None, spare_since: fl
             removed, freed = removed + 1, freed + size
         except OSError:
             pass
-    total = sum(size for _, size, _ in entries)
+    total = kept + sum(size for _, size, _ in entries)
     for used, size, path in sorted(entries):
         if total <= limit or used >= spare_since:
             break
@@ -270,12 +285,39 @@ def prune(cache_dir: Path, limit: int, now: float | None = None, spare_since: fl
                 pass
         total -= size
         removed, freed = removed + 1, freed + size
-    return removed, freed
+    return removed, freed, total
+
+
+class KeptWithin:
+    """A batch's cache kept within *limit* while its narrations add to it, pruned as they finish (`added`).
+
+    Pruning reads the whole cache (0.2 s for 44,000 files, measured), so it is not done after every narration:
+    each says what it added (its stage's report), and the cache is pruned only once what it holds could pass
+    the limit with the next narrations (two may be made at once per core, none larger than the largest so far),
+    and then down to a tenth of the limit below it, or two narrations' room if that is more."""
+
+    def __init__(self, cache_dir: Path, limit: int):
+        self.cache_dir, self.limit = cache_dir, limit
+        self.holds: int | None = None        # as last measured, and what was added since; None: not measured
+        self.largest = 0
+
+    def added(self, size: int) -> tuple[int, int]:
+        """A narration added *size* bytes: prune if the cache may need it; returns the files and bytes removed."""
+        self.largest = max(self.largest, size)
+        if self.holds is not None:
+            self.holds += size
+            if self.holds <= self.limit - 2 * self.largest:
+                return 0, 0
+        room = max(self.limit // 10, 2 * self.largest)
+        removed, freed, self.holds = _pruned(self.cache_dir, max(0, self.limit - room), None,
+                                             in_use_since(self.cache_dir))
+        return removed, freed
 
 
 @contextlib.contextmanager
-def running_build(cache_dir: Path | None):
-    """Register a build in the cache while it runs (see `in_use_since`)."""
+def reading(cache_dir: Path | None):
+    """Register, while it lasts, something that finds and reads entries (a narration being made): the pruning
+    spares every entry used since it began (see `in_use_since`)."""
     if cache_dir is None:
         yield
         return
@@ -293,8 +335,8 @@ def running_build(cache_dir: Path | None):
 
 
 def in_use_since(cache_dir: Path, now: float | None = None) -> float:
-    """Since when entries may be in use: the start of the oldest build still running on this cache, else *now*
-    (a registration left by a process that has ended is removed)."""
+    """Since when entries may be in use: the start of the oldest reader still at work on this cache (`reading`),
+    else *now* (a registration left by a process that has ended is removed)."""
     now = time.time() if now is None else now
     since = now
     try:

@@ -410,10 +410,9 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
         for first in range(0, len(jobs), ARTICLES_PER_WORKER):
             run_of_jobs = jobs[first:first + ARTICLES_PER_WORKER]
             if first:
-                _prune(args, cache_dir)      # the runs before this one: the batch keeps within the limit as it goes
                 pools = start_workers(formats, len(run_of_jobs), args.jobs)
             build(run_of_jobs, out_root, cache_dir, workers=args.jobs, progress=progress, pools=pools,
-                  lock_wait=args.wait)
+                  lock_wait=args.wait, cache_limit=args.cache_limit)
     except PublishError as exc:
         print(exc.format(), file=sys.stderr)
         return exc.exit_code

@@ -23,6 +23,7 @@ from .errors import EXIT_OK, Problem, PublishError
 
 
 def say(args: argparse.Namespace, theme_dir: Path) -> int:
+    from .cache import reading
     from .stages.audio.assemble import RATE, leveled, mp3_frames, read_samples
     from .stages.audio.engines import choose
     from .stages.audio.lexicon import load_lexicon
@@ -38,11 +39,13 @@ def say(args: argparse.Namespace, theme_dir: Path) -> int:
         voice = choose(theme.voice_engine, theme.voices, args.language, theme.root)
         if voice.warning:
             print(f"publish say: warning: {voice.warning}", file=sys.stderr)
-        synth = Synthesizer(voice, args.language, theme.voice_rate, theme_dir.parent.parent / ".cache")
-        try:
-            samples = read_samples(synth.wav(spoken))
-        finally:
-            synth.close()
+        cache_dir = theme_dir.parent.parent / ".cache"
+        with reading(cache_dir):                 # a build's pruning spares the speech it finds
+            synth = Synthesizer(voice, args.language, theme.voice_rate, cache_dir)
+            try:
+                samples = read_samples(synth.wav(spoken))
+            finally:
+                synth.close()
         try:
             Path(args.out).write_bytes(mp3_frames(leveled(samples)))
         except OSError as exc:

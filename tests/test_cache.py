@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -39,8 +40,9 @@ def test_the_entries_used_longest_ago_go_first_and_recent_ones_stay(tmp_path):
         path.write_bytes(b"x" * 5000)
         os.utime(path, (now - 30 * DAY, now - 30 * DAY))
 
-    assert prune(tmp_path, 5000, now) == (0, 0)                   # within the limit: nothing goes
-    assert prune(tmp_path, 2500, now) == (3, 3000)                # the oldest three, down to 2000 bytes
+    # the stamp counts towards the limit (5000 bytes), though only entries are removed; the other file does not
+    assert prune(tmp_path, 10000, now) == (0, 0)                  # within the limit: nothing goes
+    assert prune(tmp_path, 7500, now) == (3, 3000)                # the oldest three, down to 7000 bytes
     left = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
     assert left == {entry("speech", "b", "wav"), entry("speech", "e", "wav"), "stamps/old.json", "speech/notes.wav"}
     assert prune(tmp_path, 0, now) == (1, 1000)                   # used within the hour: kept, whatever the size
@@ -138,10 +140,10 @@ def test_pruning_a_cache_with_a_file_in_place_of_a_folder_is_harmless(tmp_path):
     assert prune(tmp_path, 0) == (0, 0)
 
 
-def test_pruning_spares_only_what_running_builds_may_read(tmp_path):
-    """Entries are spared since the oldest running build started, not for an hour: a batch that makes more than
-    the limit keeps within it, and a build running beside it keeps what it may read."""
-    from pipeline.cache import in_use_since, running_build
+def test_pruning_spares_only_what_narrations_at_work_may_read(tmp_path):
+    """Entries are spared since the oldest reader at work (a narration being made) started, not for an hour: a
+    batch that makes more than the limit keeps within it, and a build running beside it keeps what it may read."""
+    from pipeline.cache import in_use_since, reading
     now = time.time()
     for name, hours in (("a", 3), ("b", 2), ("c", 0.2)):
         path = tmp_path / "speech" / f"{name * 64}.wav"
@@ -153,11 +155,59 @@ def test_pruning_spares_only_what_running_builds_may_read(tmp_path):
     left_behind.parent.mkdir()
     left_behind.touch()
     os.utime(left_behind, (now - 5 * 3600, now - 5 * 3600))
-    with running_build(tmp_path):
+    with reading(tmp_path):
         (registered,) = [p for p in (tmp_path / "builds").iterdir() if p != left_behind]
-        os.utime(registered, (now - 2.5 * 3600, now - 2.5 * 3600))       # started two and a half hours ago
+        os.utime(registered, (now - 2.5 * 3600, now - 2.5 * 3600))       # began two and a half hours ago
         assert in_use_since(tmp_path, now) == pytest.approx(now - 2.5 * 3600)
         assert not left_behind.exists()                                   # its process has ended
         assert prune(tmp_path, 0, now, spare_since=in_use_since(tmp_path, now)) == (1, 1000)   # a alone
     assert not registered.exists() and in_use_since(tmp_path, now) == now
     assert prune(tmp_path, 0, now, spare_since=in_use_since(tmp_path, now)) == (2, 2000)       # b and c too
+
+
+def test_a_batch_keeps_the_cache_within_its_limit_as_it_goes(tmp_path):
+    """A batch whose narrations together hold far more than the limit never holds more than the limit: what a
+    finished narration used makes room for the next ones, not only once the batch ends."""
+    sources = [_handout(tmp_path / f"handout-{n}.yaml", n) for n in range(6)]
+    alone = tmp_path / "alone"
+    assert run_publish("build", str(sources[0]), "--format", "mp3", "--out", str(alone / "out"),
+                       "--cache", str(alone / "cache")).returncode == 0
+    one = _folder_bytes(alone / "cache")          # what one narration leaves in the cache (with the stamps)
+    limit = 3 * one                               # two narrations are made at once on two cores: room for them
+    cache, most, done = tmp_path / "cache", [0], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            most[0] = max(most[0], _folder_bytes(cache))
+            time.sleep(0.01)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = run_publish("build", *map(str, sources), "--format", "mp3", "--out", str(tmp_path / "out"),
+                             "--cache", str(cache), "--cache-limit", str(limit), "--jobs", "2")
+    finally:
+        done.set()
+        watcher.join()
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "out").glob("handout-*/handout-*.mp3"))) == 6
+    assert most[0] <= limit < 6 * one, (most[0], limit, one)      # at the end of the batch alone: 6 narrations
+
+
+def _handout(path: Path, n: int) -> Path:
+    """A short article whose every sentence is its own (no speech shared with the others)."""
+    word = ("apple", "birch", "cedar", "daisy", "elder", "fern")[n]
+    path.write_text(f"title: Handout about the {word}\nlanguage: en\nbody:\n" + "".join(
+        f"  - p: The {word} note number {k} says to drink water with each {word} meal.\n" for k in range(6)),
+        encoding="utf-8")
+    return path
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for base, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(base, name)).st_size
+            except OSError:                # removed meanwhile
+                pass
+    return total

@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+from ...cache import reading
 from ...model import Article
 from ...scripts import texts_with_languages
 from ...theme import Theme
@@ -54,6 +55,12 @@ class AudioStage:
                f"{voice.identity(theme.voice_rate, ctx.cache_dir)}; files {theme.audio_formats}".encode()
 
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
+        # registered as a reader of the cache while it runs: the cache's pruning, by this batch as its other
+        # articles finish or by another build, spares what this narration finds and is about to read
+        with reading(ctx.cache_dir):
+            return self._render(article, theme, workdir, ctx)
+
+    def _render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         from concurrent.futures import ThreadPoolExecutor
 
         from . import assemble              # numpy: loaded only when there is sound to assemble
@@ -99,7 +106,8 @@ class AudioStage:
                                             "voices": [phrase_voices[lang] for lang in u.languages]}
                                            for u in utterances if u.languages],
                                "warnings": ([voice.warning] if voice.warning else []) + warnings,
-                               "cache_repaired": len(damaged), "damaged_entries": damaged}
+                               "cache_repaired": len(damaged), "damaged_entries": damaged,
+                               "cache_bytes_added": synth.stored_bytes + encoder.stored_bytes}
         # the captions follow the file the large-print page plays: the MP3 if there is one (see the html stage)
         heard = cues(sound, codecs[0])
         files[".vtt"].write_text(webvtt(heard), encoding="utf-8")

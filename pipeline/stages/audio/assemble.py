@@ -382,6 +382,7 @@ class ChapterEncoder:
         self.room = threading.BoundedSemaphore(encoders + 1)     # chapters being encoded or next in line
         self.jobs: list[tuple[dict[Codec, Path], Future | None]] = []
         self.damaged: list[str] = []         # cache entries found damaged (and made again)
+        self.stored_bytes = 0                # what the new encodings add to the cache (its pruning counts on it)
 
     def __enter__(self) -> ChapterEncoder:
         return self
@@ -416,7 +417,7 @@ class ChapterEncoder:
         """Every chapter's encoded files, in order, and how many chapters had to be encoded."""
         for _, job in self.jobs:
             if job:
-                job.result()                        # raises the chapter's PublishError, if any
+                self.stored_bytes += job.result()   # raises the chapter's PublishError, if any
         return [files for files, _ in self.jobs], sum(job is not None for _, job in self.jobs)
 
     @staticmethod
@@ -429,12 +430,14 @@ class ChapterEncoder:
         except (OSError, ValueError, KeyError, TypeError):     # not there, or not whole: encode it again
             return None
 
-    def _encode(self, chapter: ChapterSound, files: dict[Codec, Path], layout: Path) -> None:
-        """Leveled once, then encoded by each codec at the length that fills its last frame."""
+    def _encode(self, chapter: ChapterSound, files: dict[Codec, Path], layout: Path) -> int:
+        """Leveled once, then encoded by each codec at the length that fills its last frame; returns the bytes
+        it added to the cache."""
         size = chapter.samples.size
         # every codec's shortest length: the same sound for each, padded with silence to its own length
         samples = leveled(chapter.samples[:size - max(codec.priming for codec in CODECS)])
         tmp = {codec: temp_for(path) for codec, path in files.items()}
+        stored = 0
         try:
             for codec, path in files.items():
                 missing = size - codec.priming - samples.size
@@ -446,12 +449,14 @@ class ChapterEncoder:
                         raise OSError(exc.errno, exc.strerror, str(tmp[codec])) from None
                 else:
                     _ffmpeg_encode(fitted, codec, tmp[codec], self.cache)
+                stored += tmp[codec].stat().st_size
                 store(tmp[codec], path)               # atomic, with its checksum: whole or absent
         finally:
             for path in tmp.values():
                 path.unlink(missing_ok=True)
-        write_entry(layout, json.dumps({"length": chapter.length,
-                                        "spans": [[first, last] for _, first, last in chapter.spans]}).encode())
+        kept = json.dumps({"length": chapter.length, "spans": [[first, last] for _, first, last in chapter.spans]})
+        write_entry(layout, kept.encode())
+        return stored + len(kept)
 
 
 def mp3_frames(samples: np.ndarray) -> bytes:

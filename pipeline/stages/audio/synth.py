@@ -117,6 +117,7 @@ class Synthesizer:
         self.fork_tried = self.known_pure = False
         self.pool = ThreadPoolExecutor(max_workers=self.parallel)
         self.synthesized = 0
+        self.stored_bytes = 0               # what the new speech adds to the cache (its pruning counts on it)
         self.refused = 0                    # utterances spoken again after failing the checks
         self.damaged: list[str] = []        # cache entries found damaged (and made again)
 
@@ -159,6 +160,7 @@ class Synthesizer:
         tmp = temp_for(target)                   # a name the cache's pruning recognises, should this build be killed
         try:
             self._speak(engine, text, tmp)
+            size = tmp.stat().st_size
             os.replace(tmp, target)              # atomic, sealed with its checksum: a cache entry is whole or absent
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
@@ -169,6 +171,7 @@ class Synthesizer:
             self.idle.put(engine)                # (one that failed fails the next text at once: none waits for ever)
         with self.lock:
             self.synthesized += 1
+            self.stored_bytes += size
         return target
 
     def _speak(self, engine, text: str, tmp: Path) -> None:
