@@ -68,7 +68,13 @@ TARGETS = {"a_over_b": 0.8, "c_over_full": 0.05, "d_over_full": 0.25, "e_over_n_
 # -- measuring one command ------------------------------------------------------------
 
 def tree_memory_mib(pid: int) -> float:
-    """Memory of a process and all its descendants: the sum of their proportional set sizes (PSS).
+    return tree_memory(pid)[0]
+
+
+def tree_memory(pid: int) -> tuple[float, dict[str, float]]:
+    """Memory of a process and all its descendants: the sum of their proportional set sizes (PSS), in MiB,
+    and that sum by process name (the build's workers and helpers name themselves: pub-documents,
+    pub-narration, pub-speech; the build's own process is `main`).
 
     Build workers are forked and share most of their pages with the parent;
     summing resident sizes would count those pages once per process. PSS
@@ -80,7 +86,7 @@ def tree_memory_mib(pid: int) -> float:
     parent's name, so a worker's child with the worker's name, or one that
     changes name while it is being read, is left out for that sample.
     """
-    total, stack = 0, [(pid, None)]
+    total, parts, stack = 0, {}, [(pid, None)]
     while stack:
         p, parent_name = stack.pop()
         try:
@@ -89,10 +95,12 @@ def tree_memory_mib(pid: int) -> float:
                 pss = next(int(line.split()[1]) for line in f if line.startswith("Pss:")) * 1024
             if _name(p) == name and name != parent_name:
                 total += pss
+                part = "main" if p == pid else name
+                parts[part] = parts.get(part, 0) + pss / 2**20
             stack.extend((child, None if p == pid else name) for child in _children(p))
         except (OSError, StopIteration):
             pass
-    return total / 2**20
+    return total / 2**20, parts
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -155,7 +163,10 @@ class Run:
     cpu: float                           # seconds of CPU, the whole process tree
     machine_busy: float = 0.0            # the fraction of the machine's cores busy meanwhile, with anyone's work
     peak_mib: float = 0.0                # only when sampled
-    timeline: list = field(default_factory=list)     # (seconds, tree CPU seconds, cache bytes, MiB), when watched
+    peak_parts: dict = field(default_factory=dict)   # the peak by process name (see tree_memory)
+    peak_at: float = 0.0                 # seconds into the run
+    # when watched: (seconds, tree CPU seconds, cache bytes, MiB, the machine's CPU, MiB by process name)
+    timeline: list = field(default_factory=list)
     report: dict = field(default_factory=dict)
 
 
@@ -176,14 +187,16 @@ def timed(cmd: list[str] | str, cwd: Path = ROOT, shell: bool = False, sample: f
 
     def sampler():
         while not done.is_set():
-            run.peak_mib = max(run.peak_mib, tree_memory_mib(proc.pid))
+            total, parts = tree_memory(proc.pid)
+            if total > run.peak_mib:
+                run.peak_mib, run.peak_parts, run.peak_at = total, parts, time.perf_counter() - started
             done.wait(sample)
 
     def watcher():
         while not done.is_set():
+            memory, parts = tree_memory(proc.pid)
             run.timeline.append((time.perf_counter() - started, tree_cpu_seconds(proc.pid),
-                                 folder_bytes(cache) if cache and cache.exists() else 0, tree_memory_mib(proc.pid),
-                                 machine_cpu()))
+                                 folder_bytes(cache) if cache and cache.exists() else 0, memory, machine_cpu(), parts))
             done.wait(watch)
     threads = [threading.Thread(target=t) for t, wanted in ((sampler, sample), (watcher, watch)) if wanted]
     for thread in threads:
@@ -378,10 +391,10 @@ class Bench:
         points = run.timeline
         step = max(1, round(30 / 5))
         for i in range(step, len(points) - step, step):
-            (t0, c0, _, _, m0), (t1, c1, _, _, m1) = points[i], points[i + step]
+            (t0, c0, _, _, m0, _), (t1, c1, _, _, m1, _) = points[i], points[i + step]
             busy.append((c1 - c0) / (t1 - t0) / cores)
             machine.append((m1[0] - m0[0]) / max(1e-9, m1[1] - m0[1]))
-        tenths = [points[min(len(points) - 1, len(points) * k // 10)][3] for k in range(1, 10)] if points else []
+        tenths = [points[min(len(points) - 1, len(points) * k // 10)] for k in range(1, 10)] if points else []
         self.results["h_small_batch"] = {
             "articles": self.small, "published": published, "wall_s": round(run.wall, 1),
             "per_article_s": round(run.wall / self.small, 3), "cpu_s": round(run.cpu, 1),
@@ -392,8 +405,11 @@ class Bench:
                                     "machine_busy_min": round(min(machine), 3) if machine else None},
             "machine_busy": round(run.machine_busy, 3),
             "cache_peak_bytes": max((p[2] for p in points), default=0), "cache_end_bytes": folder_bytes(cache),
-            "cache_limit": limit, "peak_mib": round(run.peak_mib, 1),
-            "memory_mib_by_tenth": [round(m) for m in tenths],       # does memory grow with the articles done?
+            "cache_limit": limit, "peak_mib": round(run.peak_mib, 1), "peak_at_s": round(run.peak_at),
+            "peak_by_process_mib": {name: round(mib, 1) for name, mib in sorted(run.peak_parts.items())},
+            "memory_mib_by_tenth": [round(point[3]) for point in tenths],   # does memory grow with the articles done?
+            "memory_mib_by_tenth_by_process": [{name: round(mib) for name, mib in sorted(point[5].items())}
+                                               for point in tenths],
         }
         self.results["h_peak_mib"] = round(run.peak_mib, 1)
 
@@ -455,6 +471,8 @@ def table(r: dict) -> list[tuple[str, str, str]]:
                  ("    cache (peak / end / limit)", f"{h['cache_peak_bytes'] / 2**20:.0f} / {h['cache_end_bytes'] / 2**20:.0f} MiB"
                   f" / {h['cache_limit']}", ""),
                  ("    peak memory", f"{h['peak_mib']:.0f} MiB", met(h["peak_mib"], "h_peak_mib")),
+                 ("      by process", ", ".join(f"{name} {mib:.0f}" for name, mib in h["peak_by_process_mib"].items())
+                  + f" (at {h['peak_at_s']} s)", ""),
                  ("    memory at each tenth of the batch", " ".join(map(str, h["memory_mib_by_tenth"])) + " MiB", "")]
     return rows
 

@@ -224,11 +224,12 @@ def _stage_os_error(name: str, exc: OSError, workdir: Path, ctx: BuildContext) -
     return cannot_use(workdir.parent.parent, f"cannot write the {name} output", exc, OUT_FIX)
 
 
-def _worker_start() -> None:
-    """Set up a worker process: Ctrl-C is the parent's to handle, and a worker dies with its parent.
+def _worker_start(group: str) -> None:
+    """Set up a worker process of *group*: Ctrl-C is the parent's to handle, and a worker dies with its parent.
 
     Without this a worker of a killed build would live on and keep the
-    terminal's output open.
+    terminal's output open. It is also named after its group (`pub-documents`, `pub-narration`), as
+    top and ps show it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)   # the parent's handler cleans up; a worker just ends
@@ -238,6 +239,7 @@ def _worker_start() -> None:
         # the C library the process runs on; ctypes.util.find_library would run `ldconfig -p` (a process) first
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)          # PR_SET_PDEATHSIG (Linux)
+        libc.prctl(15, f"pub-{group}".encode()[:15])       # PR_SET_NAME
     except (OSError, AttributeError):
         pass                                   # not Linux: workers still end when their queue closes
     if os.getppid() == 1:                      # the parent died before prctl took effect
@@ -579,7 +581,8 @@ def _pools(sizes: dict[str, int]) -> dict[str, ProcessPoolExecutor]:
     set first: the workers, forked later, inherit them."""
     from concurrent.futures import ProcessPoolExecutor
     stages.share_helper_slots(os.cpu_count() or 1)
-    return {group: ProcessPoolExecutor(max_workers=size, initializer=_worker_start) for group, size in sizes.items()}
+    return {group: ProcessPoolExecutor(max_workers=size, initializer=_worker_start, initargs=(group,))
+            for group, size in sizes.items()}
 
 
 def _start_rank(name: str) -> int:

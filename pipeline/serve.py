@@ -122,7 +122,7 @@ def _builder_start(formats: tuple[str, ...], reports=None, superseded=None) -> N
     global _REPORTS, _SUPERSEDED
     from . import build, stages
     _REPORTS, _SUPERSEDED = reports, superseded
-    build._worker_start()
+    build._worker_start("preview")
     for module in ("model", "theme", "source"):
         __import__(f"pipeline.{module}")
     for name in formats:
@@ -231,7 +231,7 @@ def stoppable(build_group, *args) -> tuple[list[str], list] | None:
 
     def child() -> None:
         from .build import _worker_start
-        _worker_start()                                 # and it ends with the builder
+        _worker_start("preview")                              # and it ends with the builder
         tempfile.tempdir = scratch
         sender.send(build_group(*args))
 

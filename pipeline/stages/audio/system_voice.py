@@ -300,6 +300,7 @@ def run(language: str, wanted: str, rate: int, siblings: list[tuple[int, int]], 
         known_pure: bool = False) -> int:
     """Set espeak-ng up, say so, and answer the *requests* (a binary stream) until they end. Also the whole of
     a helper forked from the build's own process (engines.ForkedProcess), which has the *binding* loaded."""
+    _name_process(b"pub-speech")
     try:
         speaker = EspeakSpeaker(language, wanted, rate, binding, known_pure)
     except Exception as exc:                      # the build reports it, naming the engine
@@ -308,6 +309,14 @@ def run(language: str, wanted: str, rate: int, siblings: list[tuple[int, int]], 
     if speaker.reset == "forked":
         gc.freeze()         # the children share this process's memory: the collector must not touch (copy) it
     return serve(speaker, requests, siblings)
+
+
+def _name_process(name: bytes) -> None:
+    """The name top and ps show for this process (Linux): a helper is told from the build's other processes."""
+    try:
+        ctypes.CDLL(None).prctl(15, name)       # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
 
 
 def serve(speaker: EspeakSpeaker, requests, siblings: list[tuple[int, int]]) -> int:
