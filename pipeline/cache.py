@@ -4,11 +4,11 @@ Speech and encodings are found by what they are made of, so they pile up:
 every edit leaves the old sentence's speech and its chapter's old encodings
 behind, and every article adds its own (the B12 article: 45 MB). The cache
 is kept within its limit (`--cache-limit`, 2 GiB unless given) by removing
-the entries used longest ago: after each build that ran a stage, and during
-a batch every few articles as they are published, so that a long batch
-keeps within the limit as it goes. Everything in the cache counts towards
-the limit (the stamps, compiled templates and memos too), but only entries
-are removed. A build marks an entry as used (its file time) whenever it
+the entries used longest ago: after each build that ran a stage, and in a
+batch as its narrations finish, once what they add could take it past the
+limit (`KeptWithin`), so that a long batch keeps within it as it goes.
+Everything in the cache counts towards the limit (the stamps, compiled
+templates and memos too), but only entries are removed. A build marks an entry as used (its file time) whenever it
 finds it, so what the articles still need stays. The speech of a chapter
 whose encoding is found is not read, so it ages and goes before the
 encodings: it is needed again only when that chapter is edited (and then
@@ -301,17 +301,15 @@ class KeptWithin:
         self.holds: int | None = None        # as last measured, and what was added since; None: not measured
         self.largest = 0
 
-    def added(self, size: int) -> tuple[int, int]:
-        """A narration added *size* bytes: prune if the cache may need it; returns the files and bytes removed."""
+    def added(self, size: int) -> None:
+        """A narration added *size* bytes: prune if the cache may need it."""
         self.largest = max(self.largest, size)
         if self.holds is not None:
             self.holds += size
             if self.holds <= self.limit - 2 * self.largest:
-                return 0, 0
+                return
         room = max(self.limit // 10, 2 * self.largest)
-        removed, freed, self.holds = _pruned(self.cache_dir, max(0, self.limit - room), None,
-                                             in_use_since(self.cache_dir))
-        return removed, freed
+        _, _, self.holds = _pruned(self.cache_dir, max(0, self.limit - room), None, in_use_since(self.cache_dir))
 
 
 @contextlib.contextmanager

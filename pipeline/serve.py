@@ -231,7 +231,7 @@ def stoppable(build_group, *args) -> tuple[list[str], list] | None:
 
     def child() -> None:
         from .build import _worker_start
-        _worker_start("preview")                              # and it ends with the builder
+        _worker_start("preview")                        # and it ends with the builder
         tempfile.tempdir = scratch
         sender.send(build_group(*args))
 
