@@ -1,6 +1,7 @@
 """The cache stays within its limit, losing what was used longest ago and never what a running build may read."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -203,11 +204,9 @@ def _handout(path: Path, n: int) -> Path:
 
 
 def _folder_bytes(folder: Path) -> int:
-    total = 0
-    for base, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(base, name)).st_size
-            except OSError:                # removed meanwhile
-                pass
-    return total
+    """What every file in *folder* holds now (one removed meanwhile counts as gone)."""
+    sizes = [0]
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            sizes.append(path.lstat().st_size if path.is_file() else 0)
+    return sum(sizes)
