@@ -399,9 +399,7 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
     jobs = [Job(article, theme, formats, name) for name, article in articles]
     referenced = {job.source_label: stamp.digests([image.path for image in job.article.images()]) for job in jobs}
     progress = _progress(args)
-    if len(jobs) > ARTICLES_PER_WORKER:
-        from .memory import share_with_workers
-        share_with_workers()            # the workers of each later run are forked with every article loaded
+    from .memory import share_with_workers
     try:
         # A long batch is built in runs of ARTICLES_PER_WORKER articles, each with worker processes of its
         # own: the documents' workers keep some of every document WeasyPrint lays out (together about half
@@ -409,6 +407,8 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
         # more memory than the rest of the build takes.
         for first in range(0, len(jobs), ARTICLES_PER_WORKER):
             run_of_jobs = jobs[first:first + ARTICLES_PER_WORKER]
+            if len(jobs) > ARTICLES_PER_WORKER:
+                share_with_workers()    # the workers of each later run are forked with all this process holds
             if first:
                 pools = start_workers(formats, len(run_of_jobs), args.jobs)
             build(run_of_jobs, out_root, cache_dir, workers=args.jobs, progress=progress, pools=pools,

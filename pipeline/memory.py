@@ -28,8 +28,11 @@ writes into every object it examines, so a worker's first full collection
 copied every page of its parent's objects: with the 1,000 articles of a
 batch loaded (some 25 MiB), each renewed worker gained 23 MiB of copies.
 So a worker freezes what it inherited (`gc.freeze`): its collections never
-examine those objects. The batch's own process freezes the articles it has
-loaded, for the same reason: its collections would copy them too.
+examine those objects. The batch's own process freezes what it holds (the
+articles, and what the runs so far have reported) before each run's workers
+are forked, for the same reason: its collections would copy those pages,
+and each worker and the speech helpers forked from it would be left holding
+the originals.
 """
 from __future__ import annotations
 
@@ -72,6 +75,7 @@ def release_freed_memory() -> None:
 
 
 def share_with_workers() -> None:
-    """In a batch's process, once its articles are loaded: they are left out of its garbage collections from
-    now on, so that the workers forked later keep sharing their pages (called once: nothing frozen is freed)."""
+    """In a batch's process, before each run's workers are forked: what it holds now (the articles, the results
+    so far) is left out of its garbage collections from then on, so that the workers keep sharing its pages.
+    (What is frozen is still freed when nothing refers to it; only cycles among it would stay.)"""
     gc.freeze()
