@@ -4,9 +4,10 @@ Speech and encodings are found by what they are made of, so they pile up:
 every edit leaves the old sentence's speech and its chapter's old encodings
 behind, and every article adds its own (the B12 article: 45 MB). The cache
 is kept within its limit (`--cache-limit`, 2 GiB unless given) by removing
-the entries used longest ago: after each build that ran a stage, and in a
-batch as its narrations finish, once what they add could take it past the
-limit (`KeptWithin`), so that a long batch keeps within it as it goes.
+the entries used longest ago: after each build that ran a stage (in the
+live preview, after each narration), and in a batch as its narrations
+finish, once what they add could take it past the limit (`KeptWithin`), so
+that a long batch keeps within it as it goes.
 Everything in the cache counts towards the limit (the stamps, compiled
 templates and memos too), but only entries are removed. A build marks an entry as used (its file time) whenever it
 finds it, so what the articles still need stays. The speech of a chapter

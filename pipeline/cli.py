@@ -52,8 +52,6 @@ def make_parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="build articles into output/<slug>/",
                            description="Build articles into output/<slug>/ (every article under source/ when none is named).")
     _add_build_options(build)
-    build.add_argument("--cache-limit", default=cache.DEFAULT_LIMIT, type=_size, metavar="SIZE",
-                       help="keep the cache within SIZE, removing what was used longest ago (default: 2G)")
     build.add_argument("--report", default=None, metavar="FILE", help="also write a JSON report of what was built")
     build.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
                        help="run at most N stages at once (default: the number of CPU cores)")
@@ -125,6 +123,8 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voice-engine", choices=("system", "piper"), default=None,
                         help="speech engine of the narration: system (pyttsx3) or piper (neural) (default: the theme's)")
     parser.add_argument("--cache", default=None, metavar="DIR", help="folder for caches such as synthesized speech (default: .cache/)")
+    parser.add_argument("--cache-limit", default=cache.DEFAULT_LIMIT, type=_size, metavar="SIZE",
+                        help="keep the cache within SIZE, removing what was used longest ago (default: 2G)")
 
 
 def _size(text: str) -> int:
@@ -275,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
         return serve(sources, theme_dir, formats, _out_root(args, root), _cache_dir(args, root),
                      host=args.host, port=args.port, paper=args.paper,
                      discover=None if args.sources else root / "source",
-                     audio_formats=args.audio_formats, voice_engine=args.voice_engine)
+                     audio_formats=args.audio_formats, voice_engine=args.voice_engine, cache_limit=args.cache_limit)
 
     keys, out_root, cache_dir = {}, Path(), Path()
     if args.command == "build":

@@ -46,6 +46,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from .cache import DEFAULT_LIMIT, in_use_since, prune
 from .errors import EXIT_OK, EXIT_USAGE, PublishError, display_path
 
 PREFIX = "/__publish__/"                 # the server's own pages; no article folder can have this name
@@ -75,6 +76,7 @@ class Request:
     paper: str | None
     audio_formats: tuple[str, ...] | None = None     # the narration files asked for; None: the MP3 (see above)
     voice_engine: str | None = None                  # None: the theme's
+    cache_limit: int = DEFAULT_LIMIT                 # the cache is kept within it after each narration
 
 
 def phases(formats: tuple[str, ...]) -> list[tuple[str, ...]]:
@@ -183,6 +185,8 @@ def run_build(request: Request) -> list[dict]:
         published, more = built
         tell([*unreadable, *(source for source, _ in articles)], formats, published, unreadable, problems + more,
              started)
+        if "audio" in formats:          # what adds to the cache; pruned once the page has been told to reload
+            prune(Path(request.cache_dir), request.cache_limit, spare_since=in_use_since(Path(request.cache_dir)))
         problems, unreadable, started = [], [], (time.perf_counter(), processor_seconds())
     return told
 
@@ -393,12 +397,14 @@ class Server:
     paper: str | None
     audio_formats: tuple[str, ...] | None = None
     voice_engine: str | None = None
+    cache_limit: int = DEFAULT_LIMIT
     hub: Hub = field(default_factory=Hub)
     lanes: list[Lane] = field(default_factory=list)
 
     def request(self, sources, formats) -> Request:
         return Request(tuple(display_path(s) for s in sources), tuple(formats), str(self.theme_dir),
-                       str(self.out_root), str(self.cache_dir), self.paper, self.audio_formats, self.voice_engine)
+                       str(self.out_root), str(self.cache_dir), self.paper, self.audio_formats, self.voice_engine,
+                       self.cache_limit)
 
     # -- building ---------------------------------------------------------------------------
     def start_builders(self) -> None:
@@ -565,9 +571,10 @@ def with_live_script(page: bytes) -> bytes:
 
 def serve(sources: list[Path], theme_dir: Path, formats: list[str], out_root: Path, cache_dir: Path,
           host: str = "127.0.0.1", port: int = 8000, paper: str | None = None, discover: Path | None = None,
-          audio_formats: tuple[str, ...] | None = None, voice_engine: str | None = None) -> int:
+          audio_formats: tuple[str, ...] | None = None, voice_engine: str | None = None,
+          cache_limit: int = DEFAULT_LIMIT) -> int:
     server = Server(list(sources), discover, theme_dir, tuple(formats), out_root, cache_dir, paper, audio_formats,
-                    voice_engine)
+                    voice_engine, cache_limit)
     if host not in LOOPBACK:
         print(f"publish serve: warning: listening on {host}: anyone who can reach this computer can read the "
               "drafts, and there is no password. Leave out --host to keep them on this computer.",

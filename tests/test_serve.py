@@ -340,3 +340,24 @@ def test_serve_makes_the_narration_as_the_players_mp3_unless_told_otherwise():
     assert serving_theme(replace(theme, audio_formats=("m4b",)), asked()).audio_formats == ("m4b",)
     assert serving_theme(theme, asked(voice_engine="piper")).voice_engine == "piper"
     assert serving_theme(theme, Request(("a.yaml",), ("pdf",), "", "", "", "letter")).paper == "letter"
+
+
+def test_the_preview_keeps_the_cache_within_its_limit_after_each_narration(tmp_path):
+    """As `publish build` does: what was used longest ago goes once a narration has been built and shown."""
+    import shutil
+    from pipeline.serve import Request, run_build
+    source = tmp_path / "folate.yaml"
+    shutil.copy(ROOT / "tests" / "fixtures" / "voice" / "folate.yaml", source)
+    cache = tmp_path / "cache"
+    old = cache / "speech" / f"{'a' * 64}.wav"               # a sentence spoken for an article long since edited
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"\0" * 3 * 2**20)
+    os.utime(old, (time.time() - 2 * 86400, time.time() - 2 * 86400))
+    limit = 3 * 2**20
+    told = run_build(Request((str(source),), ("audio",), str(ROOT / "themes" / "default"), str(tmp_path / "out"),
+                             str(cache), None, cache_limit=limit))
+    assert [outcome["published"] for outcome in told] == [["folate"]], told
+    assert not old.exists()
+    held = sum(path.stat().st_size for path in cache.rglob("*") if path.is_file())
+    spoken = list((cache / "speech").glob("*.wav"))
+    assert 0 < held <= limit and len(spoken) == 13           # this narration's speech stays
