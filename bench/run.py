@@ -67,10 +67,6 @@ TARGETS = {"a_over_b": 0.8, "c_over_full": 0.05, "d_over_full": 0.25, "e_over_n_
 
 # -- measuring one command ------------------------------------------------------------
 
-def tree_memory_mib(pid: int) -> float:
-    return tree_memory(pid)[0]
-
-
 def tree_memory(pid: int) -> tuple[float, dict[str, float]]:
     """Memory of a process and all its descendants: the sum of their proportional set sizes (PSS), in MiB,
     and that sum by process name (the build's workers and helpers name themselves: pub-documents,
