@@ -7,13 +7,13 @@ is kept within its limit (`--cache-limit`, 2 GiB unless given) by removing
 the entries used longest ago: after each build that ran a stage (in the
 live preview, after each narration), and in a batch as its narrations
 finish, once what they add could take it past the limit (`KeptWithin`), so
-that a long batch keeps within it as it goes.
-Everything in the cache counts towards the limit (the stamps, compiled
-templates and memos too), but only entries are removed. A build marks an entry as used (its file time) whenever it
-finds it, so what the articles still need stays. The speech of a chapter
-whose encoding is found is not read, so it ages and goes before the
-encodings: it is needed again only when that chapter is edited (and then
-spoken again).
+that a long batch keeps within it as it goes. Everything in the cache
+counts towards the limit (the stamps, compiled templates and memos too),
+but only entries are removed. A build marks an entry as used (its file
+time) whenever it finds it, so what the articles still need stays. The
+speech of a chapter whose encoding is found is not read, so it ages and
+goes before the encodings: it is needed again only when that chapter is
+edited (and then spoken again).
 
 An entry that a narration being made may be about to read is never
 removed. Whatever reads entries registers while it does (`reading`: each
@@ -248,6 +248,12 @@ def prune(cache_dir: Path, limit: int, now: float | None = None, spare_since: fl
     return removed, freed
 
 
+def keep_within(cache_dir: Path, limit: int) -> tuple[int, int, int]:
+    """`prune` to *limit*, sparing what the readers at work on the cache may read (`in_use_since`): the files and
+    bytes removed, and the bytes the cache holds after it. What a build, the live preview and a batch call."""
+    return _pruned(cache_dir, limit, None, in_use_since(cache_dir))
+
+
 def _pruned(cache_dir: Path, limit: int, now: float | None, spare_since: float | None) -> tuple[int, int, int]:
     """`prune`, which also returns the bytes the cache holds after it."""
     now = time.time() if now is None else now
@@ -310,7 +316,7 @@ class KeptWithin:
             if self.holds <= self.limit - 2 * self.largest:
                 return
         room = max(self.limit // 10, 2 * self.largest)
-        _, _, self.holds = _pruned(self.cache_dir, max(0, self.limit - room), None, in_use_since(self.cache_dir))
+        _, _, self.holds = keep_within(self.cache_dir, max(0, self.limit - room))
 
 
 @contextlib.contextmanager

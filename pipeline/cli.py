@@ -424,8 +424,8 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
 
 
 def _prune(args: argparse.Namespace, cache_dir: Path) -> None:
-    """Keep the cache within its limit, sparing what builds running on it now may read."""
-    removed, freed = cache.prune(cache_dir, args.cache_limit, spare_since=cache.in_use_since(cache_dir))
+    """Keep the cache within its limit, sparing what narrations at work on it may read."""
+    removed, freed, _ = cache.keep_within(cache_dir, args.cache_limit)
     if removed and args.verbose:
         print(f"cache: removed {removed} files ({freed / 2**20:.1f} MB) used longest ago, to keep it within "
               f"{args.cache_limit / 2**20:.0f} MB", file=sys.stderr)

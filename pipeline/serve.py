@@ -46,7 +46,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .cache import DEFAULT_LIMIT, in_use_since, prune
+from .cache import DEFAULT_LIMIT, keep_within
 from .errors import EXIT_OK, EXIT_USAGE, PublishError, display_path
 
 PREFIX = "/__publish__/"                 # the server's own pages; no article folder can have this name
@@ -186,7 +186,7 @@ def run_build(request: Request) -> list[dict]:
         tell([*unreadable, *(source for source, _ in articles)], formats, published, unreadable, problems + more,
              started)
         if "audio" in formats:          # what adds to the cache; pruned once the page has been told to reload
-            prune(Path(request.cache_dir), request.cache_limit, spare_since=in_use_since(Path(request.cache_dir)))
+            keep_within(Path(request.cache_dir), request.cache_limit)
         problems, unreadable, started = [], [], (time.perf_counter(), processor_seconds())
     return told
 
