@@ -42,6 +42,15 @@ def narrate(source: Path, *extra: str, env: dict | None = None) -> tuple[dict, s
     return json.loads(report.read_text())["articles"][0]["stages"][0], result.stderr
 
 
+def folder_bytes(folder: Path) -> int:
+    """What every file in *folder* holds now (one removed meanwhile counts as gone)."""
+    sizes = [0]
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            sizes.append(path.lstat().st_size if path.is_file() else 0)
+    return sum(sizes)
+
+
 @contextlib.contextmanager
 def small_filesystem(mount: Path, size: str | int):
     """A tmpfs of *size* bytes (or "16k", "1m") at *mount*: a real full disk, or one to remount read-only.

@@ -1,7 +1,6 @@
 """The cache stays within its limit, losing what was used longest ago and never what a running build may read."""
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import B12, narrate, run_publish
+from conftest import B12, folder_bytes, narrate, run_publish
 from pipeline.cache import parse_size, prune
 
 DAY = 86400
@@ -173,13 +172,13 @@ def test_a_batch_keeps_the_cache_within_its_limit_as_it_goes(tmp_path):
     alone = tmp_path / "alone"
     assert run_publish("build", str(sources[0]), "--format", "mp3", "--out", str(alone / "out"),
                        "--cache", str(alone / "cache")).returncode == 0
-    one = _folder_bytes(alone / "cache")          # what one narration leaves in the cache (with the stamps)
+    one = folder_bytes(alone / "cache")           # what one narration leaves in the cache (with the stamps)
     limit = 3 * one                               # two narrations are made at once on two cores: room for them
     cache, most, done = tmp_path / "cache", [0], threading.Event()
 
     def watch() -> None:
         while not done.is_set():
-            most[0] = max(most[0], _folder_bytes(cache))
+            most[0] = max(most[0], folder_bytes(cache))
             time.sleep(0.01)
     watcher = threading.Thread(target=watch)
     watcher.start()
@@ -201,12 +200,3 @@ def _handout(path: Path, n: int) -> Path:
         f"  - p: The {word} note number {k} says to drink water with each {word} meal.\n" for k in range(6)),
         encoding="utf-8")
     return path
-
-
-def _folder_bytes(folder: Path) -> int:
-    """What every file in *folder* holds now (one removed meanwhile counts as gone)."""
-    sizes = [0]
-    for path in folder.rglob("*"):
-        with contextlib.suppress(OSError):
-            sizes.append(path.lstat().st_size if path.is_file() else 0)
-    return sum(sizes)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EPOCH, ROOT, run_publish
+from conftest import EPOCH, ROOT, folder_bytes, run_publish
 from test_faults import manifest_matches
 from test_html import browser  # noqa: F401 (a fixture)
 
@@ -358,6 +358,6 @@ def test_the_preview_keeps_the_cache_within_its_limit_after_each_narration(tmp_p
                              str(cache), None, cache_limit=limit))
     assert [outcome["published"] for outcome in told] == [["folate"]], told
     assert not old.exists()
-    held = sum(path.stat().st_size for path in cache.rglob("*") if path.is_file())
+    held = folder_bytes(cache)
     spoken = list((cache / "speech").glob("*.wav"))
     assert 0 < held <= limit and len(spoken) == 13           # this narration's speech stays
