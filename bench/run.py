@@ -49,6 +49,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import articles  # noqa: E402  (the benchmark's own article generators, beside this file)
@@ -153,6 +154,16 @@ def folder_bytes(folder: Path) -> int:
     return total
 
 
+class Point(NamedTuple):
+    """One moment of a watched run (see `timed`)."""
+    seconds: float                       # into the run
+    cpu: float                           # CPU seconds of the process tree so far
+    cache_bytes: int
+    mib: float                           # memory of the process tree (PSS)
+    machine: tuple[float, float]         # the machine's busy and total CPU seconds so far (machine_cpu)
+    mib_by_process: dict[str, float]     # see tree_memory
+
+
 @dataclass
 class Run:
     wall: float                          # seconds
@@ -161,8 +172,7 @@ class Run:
     peak_mib: float = 0.0                # only when sampled
     peak_parts: dict = field(default_factory=dict)   # the peak by process name (see tree_memory)
     peak_at: float = 0.0                 # seconds into the run
-    # when watched: (seconds, tree CPU seconds, cache bytes, MiB, the machine's CPU, MiB by process name)
-    timeline: list = field(default_factory=list)
+    timeline: list[Point] = field(default_factory=list)     # when watched
     report: dict = field(default_factory=dict)
 
 
@@ -191,8 +201,9 @@ def timed(cmd: list[str] | str, cwd: Path = ROOT, shell: bool = False, sample: f
     def watcher():
         while not done.is_set():
             memory, parts = tree_memory(proc.pid)
-            run.timeline.append((time.perf_counter() - started, tree_cpu_seconds(proc.pid),
-                                 folder_bytes(cache) if cache and cache.exists() else 0, memory, machine_cpu(), parts))
+            run.timeline.append(Point(time.perf_counter() - started, tree_cpu_seconds(proc.pid),
+                                      folder_bytes(cache) if cache and cache.exists() else 0, memory, machine_cpu(),
+                                      parts))
             done.wait(watch)
     threads = [threading.Thread(target=t) for t, wanted in ((sampler, sample), (watcher, watch)) if wanted]
     for thread in threads:
@@ -387,9 +398,9 @@ class Bench:
         points = run.timeline
         step = max(1, round(30 / 5))
         for i in range(step, len(points) - step, step):
-            (t0, c0, _, _, m0, _), (t1, c1, _, _, m1, _) = points[i], points[i + step]
-            busy.append((c1 - c0) / (t1 - t0) / cores)
-            machine.append((m1[0] - m0[0]) / max(1e-9, m1[1] - m0[1]))
+            start, end = points[i], points[i + step]
+            busy.append((end.cpu - start.cpu) / (end.seconds - start.seconds) / cores)
+            machine.append((end.machine[0] - start.machine[0]) / max(1e-9, end.machine[1] - start.machine[1]))
         tenths = [points[min(len(points) - 1, len(points) * k // 10)] for k in range(1, 10)] if points else []
         self.results["h_small_batch"] = {
             "articles": self.small, "published": published, "wall_s": round(run.wall, 1),
@@ -400,11 +411,11 @@ class Bench:
                                     "below_75_percent": sum(b < 0.75 for b in busy), "windows": len(busy),
                                     "machine_busy_min": round(min(machine), 3) if machine else None},
             "machine_busy": round(run.machine_busy, 3),
-            "cache_peak_bytes": max((p[2] for p in points), default=0), "cache_end_bytes": folder_bytes(cache),
+            "cache_peak_bytes": max((point.cache_bytes for point in points), default=0), "cache_end_bytes": folder_bytes(cache),
             "cache_limit": limit, "peak_mib": round(run.peak_mib, 1), "peak_at_s": round(run.peak_at),
             "peak_by_process_mib": {name: round(mib, 1) for name, mib in sorted(run.peak_parts.items())},
-            "memory_mib_by_tenth": [round(point[3]) for point in tenths],   # does memory grow with the articles done?
-            "memory_mib_by_tenth_by_process": [{name: round(mib) for name, mib in sorted(point[5].items())}
+            "memory_mib_by_tenth": [round(point.mib) for point in tenths],   # does memory grow with the articles done?
+            "memory_mib_by_tenth_by_process": [{name: round(mib) for name, mib in sorted(point.mib_by_process.items())}
                                                for point in tenths],
         }
         self.results["h_peak_mib"] = round(run.peak_mib, 1)
