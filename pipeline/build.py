@@ -625,24 +625,40 @@ def _keep_within(keeper: cache.KeptWithin | None, result: StageResult) -> None:
 
 
 def _run_pool(pools, tasks, ready, progress, keeper: cache.KeptWithin | None = None) -> None:
+    """Run *tasks* in the workers, each released stage as its needs end, closing each article once done.
+
+    A pool is handed a task only when it has room for it (one per worker, and one more waiting so that no
+    worker idles between tasks); the others wait here, in order, and a stage released by another one goes
+    first. Handed everything at once, a run of a hundred articles queued all its documents stages before the
+    first read-aloud EPUB, which is released only when its narration ends: no article of the run could be
+    published until nearly all of them could, and they were published in bursts.
+    """
+    from collections import deque
     from concurrent.futures import FIRST_COMPLETED, wait
     futures = {}
+    waiting = {group: deque() for group in pools}
+    handed = dict.fromkeys(pools, 0)
+    for job, name in tasks:
+        waiting[WORKER_GROUP.get(name, name)].append((job, name))
 
     def submit(job: Job, name: str):
         workdir = job.staging / name
         workdir.mkdir()
         progress.stage_started(job, name)
-        pool = pools[WORKER_GROUP.get(name, name)]
-        future = pool.submit(run_stage, name, job.article, job.theme, workdir, _stage_context(job, name))
+        group = WORKER_GROUP.get(name, name)
+        future = pools[group].submit(run_stage, name, job.article, job.theme, workdir, _stage_context(job, name))
         futures[future] = (job, name)
+        handed[group] += 1
         return future
 
-    with _signals_held():
-        for job, name in tasks:
-            submit(job, name)
+    def hand_out() -> set:
+        with _signals_held():           # a submit may fork a worker (see _signals_held)
+            return {submit(*waiting[group].popleft()) for group, pool in pools.items()
+                    for _ in range(max(0, min(len(waiting[group]), pool._max_workers + 1 - handed[group])))}
+
     closed = set()
     try:
-        pending = set(futures)
+        pending = hand_out()
         for job in ready:                      # articles with nothing to build are done already
             if all(r.status != "pending" for r in job.stages.values()):
                 _close_article(job, progress)
@@ -651,6 +667,7 @@ def _run_pool(pools, tasks, ready, progress, keeper: cache.KeptWithin | None = N
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 job, name = futures[future]
+                handed[WORKER_GROUP.get(name, name)] -= 1
                 result = job.stages[name]
                 try:
                     result.paths, result.report, result.seconds, result.files = future.result()
@@ -664,11 +681,12 @@ def _run_pool(pools, tasks, ready, progress, keeper: cache.KeptWithin | None = N
                                                          "run the build again; if it fails again, build with --jobs 1"))
                 progress.stage_finished(job, result)
                 _keep_within(keeper, result)
-                with _signals_held():           # a submit may fork a worker (see _signals_held)
-                    pending.update(submit(job, dependent) for dependent in _released(job, name))
+                for dependent in reversed(_released(job, name)):
+                    waiting[WORKER_GROUP.get(dependent, dependent)].appendleft((job, dependent))
                 if id(job) not in closed and all(r.status != "pending" for r in job.stages.values()):
                     _close_article(job, progress)
                     closed.add(id(job))
+            pending |= hand_out()
     except BaseException:
         for future in futures:
             future.cancel()
