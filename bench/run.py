@@ -402,10 +402,14 @@ class Bench:
             busy.append((end.cpu - start.cpu) / (end.seconds - start.seconds) / cores)
             machine.append((end.machine[0] - start.machine[0]) / max(1e-9, end.machine[1] - start.machine[1]))
         tenths = [points[min(len(points) - 1, len(points) * k // 10)] for k in range(1, 10)] if points else []
+        # how steadily articles were published: each manifest is written as its article is published
+        published_at = sorted(path.stat().st_mtime for path in (out / "out").glob("*/manifest.json"))
+        gaps = [later - earlier for earlier, later in zip(published_at, published_at[1:])]
         self.results["h_small_batch"] = {
             "articles": self.small, "published": published, "wall_s": round(run.wall, 1),
             "per_article_s": round(run.wall / self.small, 3), "cpu_s": round(run.cpu, 1),
             "cpu_use": round(run.cpu / run.wall / cores, 3),
+            "longest_wait_between_articles_published_s": round(max(gaps), 1) if gaps else None,
             "cpu_use_30s_windows": {"min": round(min(busy), 3) if busy else None,
                                     "median": round(median(busy), 3) if busy else None,
                                     "below_75_percent": sum(b < 0.75 for b in busy), "windows": len(busy),
@@ -475,6 +479,8 @@ def table(r: dict) -> list[tuple[str, str, str]]:
                   f"median {windows['median']:.0%}" if windows["min"] is not None else f"{h['cpu_use']:.0%}", ""),
                  ("    cores busy with anyone's work", f"{h['machine_busy']:.0%} overall" + (
                      f"; 30 s windows: min {windows['machine_busy_min']:.0%}" if windows["min"] is not None else ""), ""),
+                 ("    longest wait between two articles published",
+                  f"{h['longest_wait_between_articles_published_s']} s", ""),
                  ("    cache (peak / end / limit)", f"{h['cache_peak_bytes'] / 2**20:.0f} / {h['cache_end_bytes'] / 2**20:.0f} MiB"
                   f" / {h['cache_limit']}", ""),
                  ("    peak memory", f"{h['peak_mib']:.0f} MiB", met(h["peak_mib"], "h_peak_mib")),

@@ -628,14 +628,16 @@ def _run_pool(pools, tasks, ready, progress, keeper: cache.KeptWithin | None = N
     """Run *tasks* in the workers, each released stage as its needs end, closing each article once done.
 
     A pool is handed a task only when it has room for it (one per worker, and one more waiting so that no
-    worker idles between tasks); the others wait here, in order, and a stage released by another one goes
-    first. Handed everything at once, a run of a hundred articles queued all its documents stages before the
-    first read-aloud EPUB, which is released only when its narration ends: no article of the run could be
-    published until nearly all of them could, and they were published in bursts.
+    worker idles between tasks); the others wait here, in order, and the stages released by others go
+    first, in the order they were released. Handed everything at once, a run of a hundred articles queued
+    all its documents stages before the first read-aloud EPUB, which is released only when its narration
+    ends: no article of the run could be published until nearly all of them could, and they were published
+    in bursts.
     """
     from collections import deque
     from concurrent.futures import FIRST_COMPLETED, wait
     futures = {}
+    released = {group: deque() for group in pools}      # handed out first
     waiting = {group: deque() for group in pools}
     handed = dict.fromkeys(pools, 0)
     for job, name in tasks:
@@ -652,9 +654,12 @@ def _run_pool(pools, tasks, ready, progress, keeper: cache.KeptWithin | None = N
         return future
 
     def hand_out() -> set:
+        handed_now = set()
         with _signals_held():           # a submit may fork a worker (see _signals_held)
-            return {submit(*waiting[group].popleft()) for group, pool in pools.items()
-                    for _ in range(max(0, min(len(waiting[group]), pool._max_workers + 1 - handed[group])))}
+            for group, pool in pools.items():
+                while handed[group] <= pool._max_workers and (released[group] or waiting[group]):
+                    handed_now.add(submit(*(released[group] or waiting[group]).popleft()))
+        return handed_now
 
     closed = set()
     try:
@@ -681,8 +686,8 @@ def _run_pool(pools, tasks, ready, progress, keeper: cache.KeptWithin | None = N
                                                          "run the build again; if it fails again, build with --jobs 1"))
                 progress.stage_finished(job, result)
                 _keep_within(keeper, result)
-                for dependent in reversed(_released(job, name)):
-                    waiting[WORKER_GROUP.get(dependent, dependent)].appendleft((job, dependent))
+                for dependent in _released(job, name):
+                    released[WORKER_GROUP.get(dependent, dependent)].append((job, dependent))
                 if id(job) not in closed and all(r.status != "pending" for r in job.stages.values()):
                     _close_article(job, progress)
                     closed.add(id(job))

@@ -217,3 +217,55 @@ def test_documents_and_narration_have_workers_of_their_own():
     assert sizes(one_article * 10, 8) == {"narration": 2, "documents": 6}
     assert sizes(["pdf", "epub", "html"] * 5, 2) == {"documents": 2}
     assert sizes(["audio"] * 3, 2) == {"narration": 2}
+
+
+def test_a_batch_hands_out_work_as_workers_free_and_a_released_stage_first(tmp_path):
+    """A batch's workers are handed one task each and one more waiting, the rest wait in the build; a stage
+    released by another (the read-aloud EPUB, once its narration ends) goes ahead of the documents stages
+    still waiting, so each article is published as soon as it can be, not all of them at the end."""
+    from pipeline.build import WORKER_GROUP, Job, Quiet, build as run_build
+    from pipeline.source import load_article
+    from pipeline.theme import load_theme
+
+    class Recorder(Quiet):
+        def __init__(self):
+            self.events = []
+
+        def stage_started(self, job, name):
+            self.events.append(("started", job.slug, name))
+
+        def stage_finished(self, job, result):
+            self.events.append(("finished", job.slug, result.name))
+
+    theme = load_theme(ROOT / "themes" / "default")
+    formats = ["pdf", "html", "epub", "audio", "read-aloud"]
+    jobs = []
+    for n, word in enumerate(("apple", "birch", "cedar", "daisy", "elder", "fern")):
+        source = tmp_path / f"handout-{n}.yaml"
+        source.write_text(f"title: Handout about the {word}\nlanguage: en\nbody:\n"
+                          f"  - p: The {word} note says to drink water with each {word} meal.\n", encoding="utf-8")
+        jobs.append(Job(load_article(source, source.name, theme=theme), theme, formats, source.name))
+    progress = Recorder()
+    run_build(jobs, tmp_path / "out", tmp_path / "cache", workers=2, progress=progress)
+    assert all(job.ok for job in jobs), [job.error for job in jobs]
+
+    running = {"documents": set(), "narration": set()}
+    released_at = {}              # a read-aloud EPUB → the event after which it could start (its narration's end)
+    overtaken = []                # documents stages started while a released read-aloud EPUB was waiting
+    for number, (event, slug, name) in enumerate(progress.events):
+        group = WORKER_GROUP[name]
+        if event == "started":
+            running[group].add((slug, name))
+            assert len(running[group]) <= 2, f"more tasks handed to one worker than it can start: {running}"
+            if name == "read-aloud":
+                released_at.pop(slug)
+            else:
+                overtaken += [(slug, name, waiting) for waiting in released_at if group == "documents"]
+        else:
+            running[group].remove((slug, name))
+            if name == "audio":
+                released_at[slug] = number
+    assert not overtaken, overtaken
+    # the case that matters happened: an article's read-aloud EPUB started before other articles' documents
+    first_read_aloud = progress.events.index(next(e for e in progress.events if e[::2] == ("started", "read-aloud")))
+    assert any(e[0] == "started" and e[2] == "pdf" for e in progress.events[first_read_aloud:]), progress.events
