@@ -397,6 +397,7 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
         return status
 
     jobs = [Job(article, theme, formats, name) for name, article in articles]
+    del articles, article                # the jobs hold them now, and let go of them run by run (Job.let_go)
     referenced = {job.source_label: stamp.digests([image.path for image in job.article.images()]) for job in jobs}
     progress = _progress(args)
     from .memory import share_with_workers
@@ -413,6 +414,8 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
                 pools = start_workers(formats, len(run_of_jobs), args.jobs)
             build(run_of_jobs, out_root, cache_dir, workers=args.jobs, progress=progress, pools=pools,
                   lock_wait=args.wait, cache_limit=args.cache_limit)
+            for job in run_of_jobs:
+                job.let_go()            # the next runs' workers are forked without what this run held
     except PublishError as exc:
         print(exc.format(), file=sys.stderr)
         return exc.exit_code
@@ -474,7 +477,7 @@ def _current_jobs(sources: list[Path], formats: list[str], keys: dict[str, str],
         manifest = stamp.current(cache_dir, folder, keys[name]) if name in keys else None
         if manifest is None:
             return None
-        job = Job(None, None, formats, name, folder=folder)
+        job = Job(None, None, formats, name, folder=folder, found_current=True)
         for fmt in formats:
             paths = [folder / o["path"] for o in manifest.get("outputs", []) if o.get("format") == fmt]
             left_out = manifest.get("stages", {}).get(fmt, {})
@@ -493,7 +496,7 @@ def _current_jobs(sources: list[Path], formats: list[str], keys: dict[str, str],
 def _report(args: argparse.Namespace, jobs: list[Job], status: int, progress) -> int:
     """Say what went wrong and what was built: errors, the summary table, the JSON report."""
     for job in jobs:
-        if job.article is None:            # found current by its stamp: the build had nothing to say yet
+        if job.found_current:              # the build had nothing to say of it yet
             progress.article_finished(job)
         for result in job.stages.values():
             for warning in result.report.get("warnings", []):
