@@ -272,9 +272,8 @@ def test_a_batch_hands_out_work_as_workers_free_and_a_released_stage_first(tmp_p
 
 
 def test_a_finished_run_lets_go_of_its_articles_and_still_reports_them(tmp_path):
-    """Once a run of a batch is over, the batch's process keeps only what its report and summary say (a thousand
-    articles' models and build state were some 45 MiB): nothing holds an article's model any more, and the
-    summary still lists every file it built."""
+    """Once a run of a batch is over, the batch's process keeps only what its report and summary say: nothing
+    holds an article's model any more, and the summary still lists every file it built."""
     import gc
     import io
     import weakref
