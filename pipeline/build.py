@@ -73,6 +73,13 @@ SLOWEST_FIRST = ("audio", "pdf", "pdf-large", "epub", "html", "braille", "read-a
 # EPUB only puts files together (ebooklib, as the EPUB does): it goes with the documents, never the narration.
 WORKER_GROUP = {"audio": "narration", "pdf": "documents", "pdf-large": "documents", "epub": "documents",
                 "html": "documents", "braille": "documents", "read-aloud": "documents"}
+
+
+def worker_group(name: str) -> str:
+    """The group of workers that runs stage *name* (a stage not listed has workers of its own)."""
+    return WORKER_GROUP.get(name, name)
+
+
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
@@ -452,7 +459,7 @@ def start_workers(formats: list[str], articles: int, workers: int | None = None)
     with _signals_held():                  # the pools fork their workers on the first submit
         pools = _pools(sizes)
         for group, pool in pools.items():
-            names = [name for name in formats if WORKER_GROUP.get(name, name) == group]
+            names = [name for name in formats if worker_group(name) == group]
             for _ in range(pool._max_workers):
                 pool.submit(_preload, names)
     return pools
@@ -576,7 +583,7 @@ def _sizes(tasks: list[tuple[Job | None, str]], workers: int) -> dict[str, int]:
         return {}
     counts: dict[str, int] = {}
     for _, name in tasks:
-        group = WORKER_GROUP.get(name, name)
+        group = worker_group(name)
         counts[group] = counts.get(group, 0) + 1
     sizes = {group: 1 for group in counts}
     while sum(sizes.values()) < workers:
@@ -652,13 +659,13 @@ def _run_pool(pools, tasks, ready, progress, keeper: cache.KeptWithin | None = N
     waiting = {group: deque() for group in pools}
     handed = dict.fromkeys(pools, 0)
     for job, name in tasks:
-        waiting[WORKER_GROUP.get(name, name)].append((job, name))
+        waiting[worker_group(name)].append((job, name))
 
     def submit(job: Job, name: str):
         workdir = job.staging / name
         workdir.mkdir()
         progress.stage_started(job, name)
-        group = WORKER_GROUP.get(name, name)
+        group = worker_group(name)
         future = pools[group].submit(run_stage, name, job.article, job.theme, workdir, _stage_context(job, name))
         futures[future] = (job, name)
         handed[group] += 1
@@ -683,7 +690,7 @@ def _run_pool(pools, tasks, ready, progress, keeper: cache.KeptWithin | None = N
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 job, name = futures[future]
-                handed[WORKER_GROUP.get(name, name)] -= 1
+                handed[worker_group(name)] -= 1
                 result = job.stages[name]
                 try:
                     result.paths, result.report, result.seconds, result.files = future.result()
@@ -698,7 +705,7 @@ def _run_pool(pools, tasks, ready, progress, keeper: cache.KeptWithin | None = N
                 progress.stage_finished(job, result)
                 _keep_within(keeper, result)
                 for dependent in _released(job, name):
-                    released[WORKER_GROUP.get(dependent, dependent)].append((job, dependent))
+                    released[worker_group(dependent)].append((job, dependent))
                 if id(job) not in closed and all(r.status != "pending" for r in job.stages.values()):
                     _close_article(job, progress)
                     closed.add(id(job))
