@@ -44,11 +44,11 @@ def narrate(source: Path, *extra: str, env: dict | None = None) -> tuple[dict, s
 
 def folder_bytes(folder: Path) -> int:
     """What every file in *folder* holds now (one removed meanwhile counts as gone)."""
-    sizes = [0]
+    total = 0
     for path in folder.rglob("*"):
         with contextlib.suppress(OSError):
-            sizes.append(path.lstat().st_size if path.is_file() else 0)
-    return sum(sizes)
+            total += path.lstat().st_size if path.is_file() else 0
+    return total
 
 
 @contextlib.contextmanager

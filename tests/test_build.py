@@ -223,7 +223,7 @@ def test_a_batch_hands_out_work_as_workers_free_and_a_released_stage_first(tmp_p
     """A batch's workers are handed one task each and one more waiting, the rest wait in the build; a stage
     released by another (the read-aloud EPUB, once its narration ends) goes ahead of the documents stages
     still waiting, so each article is published as soon as it can be, not all of them at the end."""
-    from pipeline.build import WORKER_GROUP, Job, Quiet, build as run_build
+    from pipeline.build import Job, Quiet, build as run_build, worker_group
     from pipeline.source import load_article
     from pipeline.theme import load_theme
 
@@ -250,21 +250,21 @@ def test_a_batch_hands_out_work_as_workers_free_and_a_released_stage_first(tmp_p
     assert all(job.ok for job in jobs), [job.error for job in jobs]
 
     running = {"documents": set(), "narration": set()}
-    released_at = {}              # a read-aloud EPUB → the event after which it could start (its narration's end)
+    released = set()              # articles whose read-aloud EPUB could start (their narration has ended)
     overtaken = []                # documents stages started while a released read-aloud EPUB was waiting
-    for number, (event, slug, name) in enumerate(progress.events):
-        group = WORKER_GROUP[name]
+    for event, slug, name in progress.events:
+        group = worker_group(name)
         if event == "started":
             running[group].add((slug, name))
             assert len(running[group]) <= 2, f"more tasks handed to one worker than it can start: {running}"
             if name == "read-aloud":
-                released_at.pop(slug)
+                released.remove(slug)
             else:
-                overtaken += [(slug, name, waiting) for waiting in released_at if group == "documents"]
+                overtaken += [(slug, name, waiting) for waiting in released if group == "documents"]
         else:
             running[group].remove((slug, name))
             if name == "audio":
-                released_at[slug] = number
+                released.add(slug)
     assert not overtaken, overtaken
     # the case that matters happened: an article's read-aloud EPUB started before other articles' documents
     first_read_aloud = progress.events.index(next(e for e in progress.events if e[::2] == ("started", "read-aloud")))
