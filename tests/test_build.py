@@ -304,3 +304,32 @@ def test_a_finished_run_lets_go_of_its_articles_and_still_reports_them(tmp_path)
     for word in ("apple", "birch"):
         assert f"{word}.html" in table.getvalue() and f"{word}.epub" in table.getvalue()
     assert [job.slug for job in jobs] == ["apple", "birch"] and all(job.ok for job in jobs)
+
+
+def test_a_batch_freezes_for_its_workers_only_what_it_still_holds(tmp_path):
+    """Before each run's workers are forked, the batch's process freezes what it holds (`share_with_workers`).
+    What it has finished with but not yet collected must not be frozen with it: the catalogue written after each
+    run leaves its entries in a cycle (the template's macros and context), and frozen they would stay for the
+    rest of the batch, a run's worth more each time."""
+    import gc
+    import weakref
+
+    from pipeline.catalogue import read_entries, render_index
+    from pipeline.memory import share_with_workers
+    from pipeline.theme import load_theme
+
+    out = tmp_path / "out"
+    result = run_publish("build", str(B12), "--out", str(out), "--format", "html", "--quiet")
+    assert result.returncode == 0, result.stderr
+    theme = load_theme(ROOT / "themes" / "default")
+    gc.disable()                    # no collection of its own may free the entry before the freeze
+    try:
+        entries = read_entries(out)
+        assert "Is B12 Good for Lower Back Pain?" in render_index(entries, theme)
+        entry = weakref.ref(entries[0])
+        del entries
+        share_with_workers()
+        assert entry() is None, "the finished catalogue's entry was frozen with what the batch still holds"
+    finally:
+        gc.unfreeze()
+        gc.enable()
