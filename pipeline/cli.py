@@ -11,12 +11,16 @@ import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__, cache, catalogue, stages, stamp
 from .build import Job, StageResult, build, source_date_epoch, start_workers, stop_workers
 from .errors import (EXIT_BUG, EXIT_CONTENT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EnvironmentProblem, Problem,
                      PublishError, cannot_use, display_path)
 from .progress import Lines, Live_, Quiet, summary
+
+if TYPE_CHECKING:
+    from .theme import Theme
 
 ARTICLES_PER_WORKER = 100        # articles a worker process builds before a fresh one takes over (see below)
 
@@ -361,7 +365,6 @@ def init_language(tag: str, theme_dir: Path) -> int:
 def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Path], formats: list[str],
                     keys: dict[str, str], out_root: Path, cache_dir: Path, pools: dict) -> int:
     """Read the theme and the articles (`check` stops there), then build them."""
-    from .source import load_article
     from .theme import load_theme
     try:
         theme = load_theme(theme_dir)
@@ -375,8 +378,52 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
         print(exc.format(), file=sys.stderr)
         return exc.exit_code
 
-    status = EXIT_OK
-    articles = []
+    if args.command == "check":
+        return _read_articles(args, sources, theme, formats)[1]
+
+    status, jobs, referenced = EXIT_OK, [], {}
+    progress = _progress(args)
+    from .memory import share_with_workers
+    try:
+        # A long batch is built in runs of ARTICLES_PER_WORKER articles, each read only when its turn comes and
+        # built by worker processes of its own, and let go of once published. The documents' workers keep some
+        # of every document WeasyPrint lays out (together about half a MiB per article, measured over 150 small
+        # ones), and this process held every article it had read: a thousand small articles took 24 MiB and
+        # 10 s to read, all of it before the first was built.
+        for first in range(0, len(sources), ARTICLES_PER_WORKER):
+            if first:
+                share_with_workers()    # the workers of each later run are forked with all this process holds
+                pools = start_workers(formats, min(ARTICLES_PER_WORKER, len(sources) - first), args.jobs)
+            run_of_jobs, status = _read_articles(args, sources[first:first + ARTICLES_PER_WORKER], theme, formats,
+                                                 status)
+            if not run_of_jobs:
+                stop_workers(pools)
+                continue
+            for job in run_of_jobs:
+                referenced[job.source_label] = stamp.digests([image.path for image in job.article.images()])
+            build(run_of_jobs, out_root, cache_dir, workers=args.jobs, progress=progress, pools=pools,
+                  lock_wait=args.wait, cache_limit=args.cache_limit)
+            for job in run_of_jobs:
+                job.let_go()            # the next runs' workers are forked without what this run held
+            jobs += run_of_jobs
+    except PublishError as exc:
+        print(exc.format(), file=sys.stderr)
+        return exc.exit_code
+    if not jobs:
+        return status
+    for job in jobs:
+        if job.ok and job.source_label in keys:
+            stamp.save(cache_dir, job.folder, keys[job.source_label], referenced[job.source_label])
+    _prune(args, cache_dir)
+    return _report(args, jobs, status, progress)
+
+
+def _read_articles(args: argparse.Namespace, sources: list[Path], theme: Theme, formats: list[str],
+                   status: int = EXIT_OK) -> tuple[list[Job], int]:
+    """Read *sources*: a job for each article that reads without error, each error printed, and the exit status
+    so far. `check` says what it found in each article instead."""
+    from .source import load_article
+    jobs = []
     for path in sources:
         name = display_name(path)
         try:
@@ -392,38 +439,9 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
                 print(f"{name}: warning: the narration may not say `{word}` sensibly\n  how to fix: add it under "
                       f"`abbreviations:` with its expansion, or to the theme's lexicon with how to say it",
                       file=sys.stderr)
-        articles.append((name, article))
-    if args.command == "check" or not articles:
-        return status
-
-    jobs = [Job(article, theme, formats, name) for name, article in articles]
-    del articles, article                # the jobs hold them now, and let go of them run by run (Job.let_go)
-    referenced = {job.source_label: stamp.digests([image.path for image in job.article.images()]) for job in jobs}
-    progress = _progress(args)
-    from .memory import share_with_workers
-    try:
-        # A long batch is built in runs of ARTICLES_PER_WORKER articles, each with worker processes of its
-        # own: the documents' workers keep some of every document WeasyPrint lays out (together about half
-        # a MiB per article, measured over 150 small ones), which over a thousand articles would come to
-        # more memory than the rest of the build takes.
-        for first in range(0, len(jobs), ARTICLES_PER_WORKER):
-            run_of_jobs = jobs[first:first + ARTICLES_PER_WORKER]
-            if len(jobs) > ARTICLES_PER_WORKER:
-                share_with_workers()    # the workers of each later run are forked with all this process holds
-            if first:
-                pools = start_workers(formats, len(run_of_jobs), args.jobs)
-            build(run_of_jobs, out_root, cache_dir, workers=args.jobs, progress=progress, pools=pools,
-                  lock_wait=args.wait, cache_limit=args.cache_limit)
-            for job in run_of_jobs:
-                job.let_go()            # the next runs' workers are forked without what this run held
-    except PublishError as exc:
-        print(exc.format(), file=sys.stderr)
-        return exc.exit_code
-    for job in jobs:
-        if job.ok and job.source_label in keys:
-            stamp.save(cache_dir, job.folder, keys[job.source_label], referenced[job.source_label])
-    _prune(args, cache_dir)
-    return _report(args, jobs, status, progress)
+            continue
+        jobs.append(Job(article, theme, formats, name))
+    return jobs, status
 
 
 def _prune(args: argparse.Namespace, cache_dir: Path) -> None:

@@ -333,3 +333,52 @@ def test_a_batch_freezes_for_its_workers_only_what_it_still_holds(tmp_path):
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+def test_a_long_batch_reads_each_run_of_articles_only_when_its_turn_comes(tmp_path, monkeypatch):
+    """A batch longer than a run reads a run's articles only once the run before it is published: the batch's
+    process never holds more articles than one run's. An error in a later run's article is still said, with its
+    place, the others are built, and the exit status tells of it."""
+    import re
+    import sys
+
+    from pipeline import cli
+
+    monkeypatch.setattr(cli, "ARTICLES_PER_WORKER", 2)
+    words = ["apple", "birch", "cedar", "damson", "elder"]
+    sources = []
+    for word in words:
+        source = tmp_path / f"{word}.yaml"
+        source.write_text(f"title: Handout about the {word}\nlanguage: en\nbody:\n"
+                          f"  - p: The {word} note says to drink water.\n", encoding="utf-8")
+        sources.append(source)
+    sources[3].write_text("title: Handout about the damson\nlanguage: en\nbody:\n  - p: [unclosed\n",
+                          encoding="utf-8")
+    out = tmp_path / "out"
+
+    class Recorded:
+        """The error output, with which articles were published when each line was written."""
+        def __init__(self):
+            self.lines = []
+
+        def write(self, text):
+            if text.strip():
+                self.lines.append((text, sorted(p.parent.name for p in out.glob("*/manifest.json"))))
+            return len(text)
+
+        def flush(self):
+            pass
+
+        def isatty(self):
+            return False
+
+    recorded = Recorded()
+    monkeypatch.setattr(sys, "stderr", recorded)
+    status = cli.main(["build", *map(str, sources), "--out", str(out), "--cache", str(tmp_path / "cache"),
+                       "--format", "html", "--quiet"])
+    said = [(text, published) for text, published in recorded.lines
+            if re.search(r"damson\.yaml:\d+:\d+: error", text)]
+    assert said, recorded.lines
+    assert said[0][1] == ["apple", "birch"], "the second run's article was read before the first run was built"
+    assert status != 0
+    assert sorted(p.parent.name for p in out.glob("*/manifest.json")) == ["apple", "birch", "cedar", "elder"]
