@@ -383,7 +383,7 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
 
     status, jobs, referenced = EXIT_OK, [], {}
     progress = _progress(args)
-    from .memory import share_with_workers
+    from .memory import release_freed_memory, share_with_workers
     try:
         # A long batch is built in runs of ARTICLES_PER_WORKER articles, each read only when its turn comes and
         # built by worker processes of its own, and let go of once published. The documents' workers keep some
@@ -406,6 +406,10 @@ def _load_and_build(args: argparse.Namespace, theme_dir: Path, sources: list[Pat
             for job in run_of_jobs:
                 job.let_go()            # the next runs' workers are forked without what this run held
             jobs += run_of_jobs
+            # Writing the catalogue of 1,000 articles leaves some 15 MiB free but held by the allocator (measured
+            # alone: 36 MiB before, 59 MiB after, 44 MiB once handed back), which this process would otherwise
+            # keep through every later run, with the next run's workers forked from it.
+            release_freed_memory()
     except PublishError as exc:
         print(exc.format(), file=sys.stderr)
         return exc.exit_code
