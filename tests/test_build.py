@@ -374,8 +374,13 @@ def test_a_long_batch_reads_each_run_of_articles_only_when_its_turn_comes(tmp_pa
 
     recorded = Recorded()
     monkeypatch.setattr(sys, "stderr", recorded)
-    status = cli.main(["build", *map(str, sources), "--out", str(out), "--cache", str(tmp_path / "cache"),
-                       "--format", "html", "--quiet"])
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        status = cli.main(["build", *map(str, sources), "--out", str(out), "--cache", str(tmp_path / "cache"),
+                           "--format", "html", "--quiet"])
+    finally:
+        for number, handler in handlers.items():     # the command sets its own; the tests' are put back
+            signal.signal(number, handler)
     said = [(text, published) for text, published in recorded.lines
             if re.search(r"damson\.yaml:\d+:\d+: error", text)]
     assert said, recorded.lines
