@@ -28,11 +28,12 @@ writes into every object it examines, so a worker's first full collection
 copied every page of its parent's objects: with the 1,000 articles of a
 batch loaded (some 25 MiB), each renewed worker gained 23 MiB of copies.
 So a worker freezes what it inherited (`gc.freeze`): its collections never
-examine those objects. The batch's own process freezes what it holds (the
-articles, and what the runs so far have reported) before each run's workers
-are forked, for the same reason: its collections would copy those pages,
-and each worker and the speech helpers forked from it would be left holding
-the originals.
+examine those objects. The batch's own process freezes what it holds (what
+the runs so far have reported) before each run's workers are forked, for
+the same reason: its collections would copy those pages, and each worker
+and the speech helpers forked from it would be left holding the originals.
+It reads a run's articles only once that run's workers are forked: each
+stage sends its article to the worker anyway.
 """
 from __future__ import annotations
 
@@ -75,8 +76,8 @@ def release_freed_memory() -> None:
 
 
 def share_with_workers() -> None:
-    """In a batch's process, before each run's workers are forked: what it holds now (the articles, the results
-    so far) is left out of its garbage collections from then on, so that the workers keep sharing its pages.
+    """In a batch's process, before each run's workers are forked: what it holds now (the results so far) is
+    left out of its garbage collections from then on, so that the workers keep sharing its pages.
     (What is frozen is still freed when nothing refers to it; only cycles among it would stay.)"""
     # What it has finished with is collected first. The catalogue written after each run leaves its entries in
     # a cycle (the template's macros and its context); frozen, they were never collected, a whole catalogue
