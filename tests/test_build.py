@@ -306,7 +306,7 @@ def test_a_finished_run_lets_go_of_its_articles_and_still_reports_them(tmp_path)
     assert [job.slug for job in jobs] == ["apple", "birch"] and all(job.ok for job in jobs)
 
 
-def test_a_batch_freezes_for_its_workers_only_what_it_still_holds(tmp_path):
+def test_a_batch_freezes_for_its_workers_only_what_it_still_holds(build_b12):
     """Before each run's workers are forked, the batch's process freezes what it holds (`share_with_workers`).
     What it has finished with but not yet collected must not be frozen with it: the catalogue written after each
     run leaves its entries in a cycle (the template's macros and context), and frozen they would stay for the
@@ -318,9 +318,7 @@ def test_a_batch_freezes_for_its_workers_only_what_it_still_holds(tmp_path):
     from pipeline.memory import share_with_workers
     from pipeline.theme import load_theme
 
-    out = tmp_path / "out"
-    result = run_publish("build", str(B12), "--out", str(out), "--format", "html", "--quiet")
-    assert result.returncode == 0, result.stderr
+    out = build_b12("html").parent
     theme = load_theme(ROOT / "themes" / "default")
     gc.disable()                    # no collection of its own may free the entry before the freeze
     try:
@@ -356,6 +354,9 @@ def test_a_long_batch_reads_each_run_of_articles_only_when_its_turn_comes(tmp_pa
                           encoding="utf-8")
     out = tmp_path / "out"
 
+    def published() -> list[str]:
+        return sorted(manifest.parent.name for manifest in out.glob("*/manifest.json"))
+
     class Recorded:
         """The error output, with which articles were published when each line was written."""
         def __init__(self):
@@ -363,7 +364,7 @@ def test_a_long_batch_reads_each_run_of_articles_only_when_its_turn_comes(tmp_pa
 
         def write(self, text):
             if text.strip():
-                self.lines.append((text, sorted(p.parent.name for p in out.glob("*/manifest.json"))))
+                self.lines.append((text, published()))
             return len(text)
 
         def flush(self):
@@ -386,4 +387,4 @@ def test_a_long_batch_reads_each_run_of_articles_only_when_its_turn_comes(tmp_pa
     assert said, recorded.lines
     assert said[0][1] == ["apple", "birch"], "the second run's article was read before the first run was built"
     assert status != 0
-    assert sorted(p.parent.name for p in out.glob("*/manifest.json")) == ["apple", "birch", "cedar", "elder"]
+    assert published() == ["apple", "birch", "cedar", "elder"]
