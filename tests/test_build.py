@@ -223,7 +223,7 @@ def test_a_batch_hands_out_work_as_workers_free_and_a_released_stage_first(tmp_p
     """A batch's workers are handed one task each and one more waiting, the rest wait in the build; a stage
     released by another (the read-aloud EPUB, once its narration ends) goes ahead of the documents stages
     still waiting, so each article is published as soon as it can be, not all of them at the end."""
-    from pipeline.build import Job, Quiet, build as run_build, worker_group
+    from pipeline.build import LENDABLE, Job, Quiet, build as run_build, worker_group
     from pipeline.source import load_article
     from pipeline.theme import load_theme
 
@@ -232,10 +232,10 @@ def test_a_batch_hands_out_work_as_workers_free_and_a_released_stage_first(tmp_p
             self.events = []
 
         def stage_started(self, job, name):
-            self.events.append(("started", job.slug, name))
+            self.events.append(("started", job.slug, name, job.stages[name].worker))
 
         def stage_finished(self, job, result):
-            self.events.append(("finished", job.slug, result.name))
+            self.events.append(("finished", job.slug, result.name, result.worker))
 
     theme = load_theme(ROOT / "themes" / "default")
     formats = ["pdf", "html", "epub", "audio", "read-aloud"]
@@ -252,8 +252,8 @@ def test_a_batch_hands_out_work_as_workers_free_and_a_released_stage_first(tmp_p
     running = {"documents": set(), "narration": set()}
     released = set()              # articles whose read-aloud EPUB could start (their narration has ended)
     overtaken = []                # documents stages started while a released read-aloud EPUB was waiting
-    for event, slug, name in progress.events:
-        group = worker_group(name)
+    for event, slug, name, group in progress.events:
+        assert group == worker_group(name) or name in LENDABLE, f"{name} of {slug} ran on a {group} worker"
         if event == "started":
             running[group].add((slug, name))
             assert len(running[group]) <= 2, f"more tasks handed to one worker than it can start: {running}"
@@ -267,8 +267,32 @@ def test_a_batch_hands_out_work_as_workers_free_and_a_released_stage_first(tmp_p
                 released.add(slug)
     assert not overtaken, overtaken
     # the case that matters happened: an article's read-aloud EPUB started before other articles' documents
-    first_read_aloud = progress.events.index(next(e for e in progress.events if e[::2] == ("started", "read-aloud")))
+    first_read_aloud = progress.events.index(next(e for e in progress.events if e[0:3:2] == ("started", "read-aloud")))
     assert any(e[0] == "started" and e[2] == "pdf" for e in progress.events[first_read_aloud:]), progress.events
+
+
+def test_a_group_with_nothing_left_lends_its_idle_worker_to_light_stages_only():
+    """Once the narration has nothing left to narrate, its idle worker takes the documents' light stages (the
+    released ones first), never a PDF: WeasyPrint would stay loaded in the process that narrates."""
+    from collections import deque
+
+    from pipeline.build import LENDABLE, _lendable
+
+    released = {"documents": deque([("b", "read-aloud")]), "narration": deque()}
+    waiting = {"documents": deque([("a", "pdf-large"), ("a", "epub"), ("b", "pdf"), ("b", "html")]),
+               "narration": deque([("c", "audio")])}
+    assert _lendable("narration", released, waiting) is None                     # it has a narration to make
+    waiting["narration"].popleft()
+    taken = []
+    while (task := _lendable("narration", released, waiting)) is not None:
+        taken.append(task)
+    assert taken == [("b", "read-aloud"), ("a", "epub"), ("b", "html")]
+    assert list(waiting["documents"]) == [("a", "pdf-large"), ("b", "pdf")]     # left, in their order
+    waiting["narration"].append(("c", "audio"))
+    released["documents"].clear()
+    waiting["documents"].clear()
+    assert _lendable("documents", released, waiting) is None                     # a narration is not light
+    assert {"pdf", "pdf-large", "audio"}.isdisjoint(LENDABLE)
 
 
 def test_a_finished_run_lets_go_of_its_articles_and_still_reports_them(tmp_path):
