@@ -724,10 +724,27 @@ def _run_pool(pools, tasks, ready, progress, keeper: cache.KeptWithin | None = N
                     _close_article(job, progress)
                     closed.add(id(job))
             pending |= hand_out()
+            for group in _done_groups(pools, handed, released, waiting, ready):
+                stop_workers({group: pools.pop(group)})
     except BaseException:
         for future in futures:
             future.cancel()
         raise
+
+
+def _done_groups(pools: dict, handed: dict, released: dict, waiting: dict, ready: list[Job]) -> list[str]:
+    """The groups whose workers can be ended before the build's end: idle, with nothing of their own left but
+    stages another group's worker will take (LENDABLE; the read-aloud EPUBs still waiting for their narration).
+
+    At the end of each run of a batch the narration lags: its last articles were still being spoken and
+    encoded while the documents' worker, done, held its 75 to 85 MiB. That moment was the batch's peak.
+    """
+    if len(pools) < 2:
+        return []                       # the last group keeps its workers: someone has to run what is left
+    left = {worker_group(name) for job in ready for name, result in job.stages.items()
+            if result.status == "pending" and not result.worker and name not in LENDABLE}
+    return [group for group in pools
+            if not (handed[group] or released[group] or waiting[group] or group in left)][:len(pools) - 1]
 
 
 def _lendable(idle: str, released: dict, waiting: dict):

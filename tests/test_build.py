@@ -295,6 +295,30 @@ def test_a_group_with_nothing_left_lends_its_idle_worker_to_light_stages_only():
     assert {"pdf", "pdf-large", "audio"}.isdisjoint(LENDABLE)
 
 
+def test_a_group_whose_own_work_is_done_is_ended_before_the_build_ends():
+    """The documents' worker is ended once only the read-aloud EPUBs of narrations still being made are left
+    (the narration's worker takes them); never while it has work of its own, and never the last group."""
+    from collections import deque
+
+    from pipeline.build import Job, StageResult, _done_groups
+
+    def job(**stages):
+        return Job(None, None, list(stages), "a.yaml",
+                   stages={name.replace("_", "-"): StageResult(name.replace("_", "-"), status, worker=worker)
+                           for name, (status, worker) in stages.items()})
+
+    pools = {"documents": object(), "narration": object()}
+    queues = {"documents": deque(), "narration": deque()}
+    narrating = job(pdf=("built", "documents"), audio=("pending", "narration"), read_aloud=("pending", ""))
+    idle = {"documents": 0, "narration": 1}
+    assert _done_groups(pools, idle, queues, queues, [narrating]) == ["documents"]
+    laying_out = job(pdf=("pending", ""), audio=("built", "narration"))     # a PDF not yet handed out
+    assert _done_groups(pools, idle, queues, queues, [narrating, laying_out]) == []
+    assert _done_groups(pools, {"documents": 1, "narration": 1}, queues, queues, [narrating]) == []
+    assert _done_groups(pools, {"documents": 0, "narration": 0}, queues, queues, []) == ["documents"]
+    assert _done_groups({"narration": object()}, idle, queues, queues, []) == []
+
+
 def test_a_finished_run_lets_go_of_its_articles_and_still_reports_them(tmp_path):
     """Once a run of a batch is over, the batch's process keeps only what its report and summary say: nothing
     holds an article's model any more, and the summary still lists every file it built."""
