@@ -727,13 +727,10 @@ def _run_pool(pools, tasks, ready, progress, keeper: cache.KeptWithin | None = N
                     _close_article(job, progress)
                     closed.add(id(job))
             pending |= hand_out()
-            for group in _done_groups(pools, handed, released, waiting, ready):
+            for group in _done_groups(pools, handed, released, waiting, ready):     # (none has a queue)
                 stop_workers({group: pools.pop(group)})
-                heir = next(iter(pools))           # what is left of its work becomes the heir's own, in order
-                released[heir].extend(released[group])
-                released[group].clear()
+                heir = next(iter(pools))           # its stages released from now on are the heir's own
                 home.update({g: heir for g, h in home.items() if h == group})
-            pending |= hand_out()
     except BaseException:
         for future in futures:
             future.cancel()

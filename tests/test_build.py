@@ -273,7 +273,7 @@ def test_a_batch_hands_out_work_as_workers_free_and_a_released_stage_first(tmp_p
         later = [e for e in progress.events[spoken + 1:started] if e[0] == "finished" and e[2] == "audio"]
         assert len(later) <= 1, f"{slug}'s read-aloud EPUB waited for {len(later)} narrations: {progress.events}"
     # the case that matters happened: an article's read-aloud EPUB started before other articles' documents
-    first_read_aloud = progress.events.index(next(e for e in progress.events if e[0:3:2] == ("started", "read-aloud")))
+    first_read_aloud = next(n for n, e in enumerate(progress.events) if (e[0], e[2]) == ("started", "read-aloud"))
     assert any(e[0] == "started" and e[2] == "pdf" for e in progress.events[first_read_aloud:]), progress.events
 
 
