@@ -549,9 +549,8 @@ def build(jobs: list[Job], out_root: Path, cache_dir: Path | None = None, worker
             pools = _pools(wanted) if wanted else {}
         if pools:
             _run_pool(pools, tasks, ready, progress, keeper)
-            # Every stage has ended and the workers are idle: ended now rather than waited for while each
-            # tears down its interpreter (0.04 s after a one-sentence edit, before the catalogue could start).
-            stop_workers(pools)
+            for pool in pools.values():
+                pool.shutdown()
         else:
             while tasks:
                 job, name = tasks.pop(0)
@@ -728,7 +727,8 @@ def _run_pool(pools, tasks, ready, progress, keeper: cache.KeptWithin | None = N
                     closed.add(id(job))
             pending |= hand_out()
             for group in _done_groups(pools, handed, released, waiting, ready):     # (none has a queue)
-                stop_workers({group: pools.pop(group)})
+                # let go, not killed: a worker's last act is to remove WeasyPrint's temporary font folder
+                pools.pop(group).shutdown(wait=False)
                 heir = next(iter(pools))           # its stages released from now on are the heir's own
                 home.update({g: heir for g, h in home.items() if h == group})
     except BaseException:

@@ -497,15 +497,18 @@ def test_a_warm_process_makes_the_pdfs_a_fresh_build_makes(tmp_path):
             assert made.read_bytes() == (fresh / B12.stem / made.name).read_bytes(), made.name
 
 
-def test_a_build_with_workers_leaves_no_temporary_font_folder(tmp_path):
+@pytest.mark.parametrize("formats", ["pdf,pdf-large", "pdf,mp3"])
+def test_a_build_with_workers_leaves_no_temporary_font_folder(tmp_path, formats):
     """WeasyPrint copies the theme's fonts into a temporary folder, removed only when its font configuration
-    is collected: a worker process ends without that unless it is let go (and collected) first."""
+    is collected: a worker process ends without that unless it is let go (and collected) first. Also when the
+    documents' worker is ended early, its PDF done while the narration is still being made."""
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     other = ROOT / "tests" / "fixtures" / "back-pain" / "staying-active-with-back-pain.yaml"
-    built = run_publish("build", str(B12), str(other), "--format", "pdf,pdf-large", "--jobs", "2",
+    sources = [str(B12), str(other)] if formats == "pdf,pdf-large" else [str(other)]
+    built = run_publish("build", *sources, "--format", formats, "--jobs", "2",
                         "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"),
                         env={"TMPDIR": str(scratch)})
     assert built.returncode == 0, built.stderr
-    assert (tmp_path / "out" / B12.stem / f"{B12.stem}.large-print.pdf").is_file()
+    assert (tmp_path / "out" / Path(sources[0]).stem / f"{Path(sources[0]).stem}.pdf").is_file()
     assert not list(scratch.iterdir()), "temporary files were left"
