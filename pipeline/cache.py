@@ -38,12 +38,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import secrets
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from .errors import EnvironmentProblem, Problem, cannot_use, display_path
 
@@ -54,11 +56,13 @@ TEMPLATES = "templates"                   # the themes' compiled templates (Jinj
 FOLDERS = (*KEPT_FOLDERS, "stamps", BUILDS, TEMPLATES)     # made by the stages and the build; checked before a build
 _NAME = r"[0-9a-f]{64}\.(?:wav|mp3|aac|json)"
 ENTRY = re.compile(_NAME + r"(?:\.sha256)?")           # only files the stages wrote are ever removed
-# the memos beside the folders (the tools' versions, see stages/audio/tools.py; engines.RESTORING_CHECKED): counted
-MEMOS = re.compile(r"(?:versions|espeak-restore)\.json(?:\.sha256)?")
+# the memos beside the folders (`remembered`: the tools' versions, the languages' ISO 639-2 codes;
+# engines.RESTORING_CHECKED): counted, never pruned
+_MEMO = r"(?:versions|languages|espeak-restore)\.json"
+MEMOS = re.compile(_MEMO + r"(?:\.sha256)?")
 DAMAGED = re.compile(_NAME + r"\.damaged")              # moved aside when found damaged
-# being written by the process numbered (entries, their sidecars, stamps, the version memo, write probes)
-TEMP = re.compile(r"(?:(?:[0-9a-f]{64}\.(?:wav|mp3|aac|json)|[0-9a-f]{32}\.json|versions\.json)(?:\.sha256)?|probe)"
+# being written by the process numbered (entries, their sidecars, stamps, the memos, write probes)
+TEMP = re.compile(r"(?:(?:[0-9a-f]{64}\.(?:wav|mp3|aac|json)|[0-9a-f]{32}\.json|" + _MEMO + r")(?:\.sha256)?|probe)"
                   r"\.(\d+)(?:-[0-9a-f]{8})?\.tmp")
 LEGACY_TEMP = re.compile(r"tmp\w{8}\.wav")               # written by earlier versions, without their process
 RECENT = 3600                            # seconds
@@ -146,6 +150,30 @@ def write_entry(target: Path, data: bytes) -> None:
         store(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remembered(cache_dir: Path | None, memo: str, key: str, ask: Callable[[], str]) -> str:
+    """What `ask()` answers about *key*, kept in the cache folder's memo *memo* (a JSON object of answers), so
+    that later builds and the other workers need not ask again; asked every time without a cache folder. A
+    damaged memo is moved aside and asked again; an answer that cannot be written only costs the question."""
+    path = cache_dir / memo if cache_dir else None
+    seen: dict = {}
+    if path:
+        try:
+            seen = json.loads(read_entry(path, []) or b"{}")
+        except (OSError, ValueError):
+            pass
+        seen = seen if isinstance(seen, dict) else {}
+        if isinstance(seen.get(key), str):
+            return seen[key]
+    answer = ask()
+    if path and answer:
+        try:                                # whole or not at all: builds may run side by side
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_entry(path, json.dumps({**seen, key: answer}, indent=1, sort_keys=True).encode())
+        except OSError:
+            pass
+    return answer
 
 
 def entry_bytes(target: Path, damaged: list[str]) -> bytes | None:

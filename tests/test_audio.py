@@ -267,3 +267,27 @@ def test_engine_versions_are_remembered_for_as_long_as_the_program_is_the_same(t
     tools._version.cache_clear()
     assert tools.ffmpeg_version(cache) == real
     tools._version.cache_clear()
+
+
+def test_a_languages_code_is_remembered_and_pycountrys_table_read_only_for_a_new_one(tmp_path):
+    """The narration's tags need the ISO 639-2 code of the article's language. pycountry's table of every
+    language takes 20 MiB of the process that reads it; once a language's code is in the cache's memo, a
+    narration's worker answers from there and never loads the table."""
+    import sys
+
+    from pipeline.cache import write_entry
+    from pipeline.stages.audio.assemble import iso639_2
+
+    cache = tmp_path / "cache"
+    assert iso639_2("es-MX", cache) == "spa" and iso639_2("tlh", None) == "tlh" and iso639_2("qqq", None) == "und"
+    memo = cache / "languages.json"
+    (key, answer), = json.loads(memo.read_text()).items()
+    assert key.startswith("es (pycountry ") and answer == "spa"
+    write_entry(memo, json.dumps({key: "remembered"}).encode())          # with its checksum, as the cache writes
+    probe = ("import sys; from pathlib import Path; from pipeline.stages.audio.assemble import iso639_2; "
+             f"print(iso639_2('es', Path({str(cache)!r})), 'pycountry' in sys.modules)")
+    answered = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert answered.stdout.split() == ["remembered", "False"], answered.stderr    # the memo answered, no table read
+    memo.write_text("{ not json")                                        # damaged: asked again, and mended
+    assert iso639_2("es", cache) == "spa" and json.loads(memo.read_text()) == {key: "spa"}

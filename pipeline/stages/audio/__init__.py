@@ -35,7 +35,6 @@ class AudioStage:
         synth.engines.load_espeak_binding()                                 # with pyttsx3's binding loaded
         importlib.import_module("pyebur128")
         importlib.import_module("lameenc")
-        assemble.iso639_2("en")             # pycountry reads its table of languages on first use (26 ms)
 
     def outputs(self, article: Article) -> list[str]:
         """Every file the stage can write; which narration files it makes is the theme's `audio_formats`."""
@@ -114,7 +113,7 @@ class AudioStage:
         files[".transcript.txt"].write_text(transcript(article, utterances, chapters), encoding="utf-8")
 
         date = m.date_reviewed or m.date_published or time.strftime("%Y-%m-%d", time.gmtime(ctx.epoch))
-        language = iso639_2(m.language)
+        language = iso639_2(m.language, ctx.cache_dir)
         tags = {"title": m.title, "artist": publisher, "album": publisher, "date": date, "language": language,
                 "genre": "Speech",
                 # the narrator: audiobook players (Audiobookshelf among them) read it from the composer tag

@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from ...cache import read_entry, store, temp_for, verified, write_entry
+from ...cache import read_entry, remembered, store, temp_for, verified, write_entry
 from ...errors import Problem, PublishError
-from .. import helper_slot
+from .. import helper_slot, package_version
 from .script import PAUSES, Utterance
 from .tools import ffmpeg
 
@@ -329,14 +329,22 @@ def _least_within(values: np.ndarray, reach: int) -> np.ndarray:
     return least
 
 
-def iso639_2(language: str) -> str:
+def iso639_2(language: str, cache_dir: Path | None = None) -> str:
     """The three-letter ISO 639-2 code ("eng") of a BCP 47 language tag ("en", "en-GB"): ID3's language frame
-    and MP4's track language take only those (ffmpeg writes an MP4 track given "en" as undetermined)."""
-    import pycountry
+    and MP4's track language take only those (ffmpeg writes an MP4 track given "en" as undetermined).
+
+    pycountry's table of languages takes 20 MiB of the process that reads it, which the narration's worker
+    and its speech helpers kept through a batch for one answer per language: the answer is remembered in
+    the cache folder, and the table read only for a language (or a pycountry) not seen before.
+    """
     primary = language.split("-")[0].lower()
-    record = (pycountry.languages.get(alpha_2=primary) if len(primary) == 2
-              else pycountry.languages.get(alpha_3=primary))
-    return getattr(record, "alpha_3", None) or "und"
+
+    def ask() -> str:
+        import pycountry
+        record = (pycountry.languages.get(alpha_2=primary) if len(primary) == 2
+                  else pycountry.languages.get(alpha_3=primary))
+        return getattr(record, "alpha_3", None) or "und"
+    return remembered(cache_dir, "languages.json", f"{primary} ({package_version('pycountry')})", ask)
 
 
 def ffmetadata(values: dict[str, str], chapters: list[tuple[int, int, str]]) -> str:

@@ -9,14 +9,13 @@ or upgraded program is asked again. This module stays light (no numpy).
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
-from ...cache import read_entry, write_entry
+from ...cache import remembered
 from ...errors import MissingTool
 
 ESPEAK_INSTALL = "apt-get install espeak-ng"
@@ -50,25 +49,11 @@ def ffmpeg_version(cache_dir: Path | None = None) -> str:
 def _version(binary: str, flag: str, cache_dir: Path | None) -> str:
     """The first line of what `binary flag` prints, remembered in *cache_dir* for as long as the program's file is the same."""
     from ...stamp import file_identity
-    key, seen = file_identity(Path(os.path.realpath(binary))), {}
-    memo = cache_dir / "versions.json" if cache_dir else None
-    if memo:
-        try:
-            seen = json.loads(read_entry(memo, []) or b"{}")     # damaged: moved aside, and asked again
-        except (OSError, ValueError):
-            pass
-        seen = seen if isinstance(seen, dict) else {}
-        if isinstance(seen.get(key), str):
-            return seen[key]
-    out = subprocess.run([binary, flag], capture_output=True, text=True, timeout=30).stdout
-    version = out.splitlines()[0].strip() if out.strip() else ""
-    if memo and version:
-        try:                                # whole or not at all: builds may run side by side
-            memo.parent.mkdir(parents=True, exist_ok=True)
-            write_entry(memo, json.dumps({**seen, key: version}, indent=1, sort_keys=True).encode())
-        except OSError:
-            pass                            # a cache that cannot be written only costs the question next time
-    return version
+
+    def ask() -> str:
+        out = subprocess.run([binary, flag], capture_output=True, text=True, timeout=30).stdout
+        return out.splitlines()[0].strip() if out.strip() else ""
+    return remembered(cache_dir, "versions.json", file_identity(Path(os.path.realpath(binary))), ask)
 
 
 @functools.lru_cache(maxsize=1)
