@@ -202,7 +202,8 @@ def test_the_next_build_removes_what_a_killed_build_was_writing(tmp_path):
     (tmp_path / "encoded").mkdir()
     gone = [tmp_path / "speech" / f"{key}.wav.{dead}-0badc0de.tmp", tmp_path / "encoded" / f"{key}.mp3.{dead}.tmp",
             tmp_path / "speech" / "tmpab12cd34.wav", tmp_path / "encoded" / f"{key}.aac.damaged",
-            tmp_path / f"versions.json.{dead}-00ff00ff.tmp"]
+            *(tmp_path / f"{memo}.{dead}-00ff00ff.tmp" for memo in ("versions.json", "languages.json.sha256",
+                                                                       "espeak-restore.json"))]
     kept = [tmp_path / "speech" / f"{key}.wav.{alive}-0badc0de.tmp", tmp_path / "speech" / "notes.tmp"]
     hour_ago = time.time() - 3700
     for path in gone + kept:
