@@ -71,7 +71,7 @@ SLOWEST_FIRST = ("audio", "pdf", "pdf-large", "epub", "html", "braille", "read-a
 # loaded: one that has laid out a PDF holds WeasyPrint, one that has made a narration holds numpy and
 # espeak-ng, and over a batch a worker that did both held both (some 100 MiB, measured). The read-aloud
 # EPUB only puts files together (ebooklib, as the EPUB does): it goes with the documents, unless a narration
-# worker with nothing left to narrate takes it (LENDABLE).
+# worker with nothing left to narrate takes it (LENDABLE) or the documents' workers have ended (_done_groups).
 WORKER_GROUP = {"audio": "narration", "pdf": "documents", "pdf-large": "documents", "epub": "documents",
                 "html": "documents", "braille": "documents", "read-aloud": "documents"}
 # Stages that load no heavy library of their own (a few MiB of ebooklib, liblouis, Jinja): a group whose own work
@@ -668,6 +668,7 @@ def _run_pool(pools, tasks, ready, progress, keeper: cache.KeptWithin | None = N
     waiting = {group: deque() for group in pools}
     handed = dict.fromkeys(pools, 0)
     home = {group: group for group in pools}           # whose queue a group's released stages join
+    ended = []                                          # pools of groups done before the others
     for job, name in tasks:
         waiting[worker_group(name)].append((job, name))
 
@@ -728,9 +729,12 @@ def _run_pool(pools, tasks, ready, progress, keeper: cache.KeptWithin | None = N
             pending |= hand_out()
             for group in _done_groups(pools, handed, released, waiting, ready):     # (none has a queue)
                 # let go, not killed: a worker's last act is to remove WeasyPrint's temporary font folder
-                pools.pop(group).shutdown(wait=False)
+                ended.append(pools.pop(group))
+                ended[-1].shutdown(wait=False)
                 heir = next(iter(pools))           # its stages released from now on are the heir's own
                 home.update({g: heir for g, h in home.items() if h == group})
+        for pool in ended:
+            pool.shutdown()        # long gone by now; so that the build never ends before they have
     except BaseException:
         for future in futures:
             future.cancel()
