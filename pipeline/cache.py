@@ -207,8 +207,7 @@ def read_entry(target: Path, damaged: list[str]) -> bytes | None:
     if problem:
         move_aside(target, problem, damaged)
         return None
-    mark_used(target, sidecar)
-    return data
+    return data if mark_used(target, sidecar) else None
 
 
 def verified(target: Path, damaged: list[str]) -> bool:
@@ -227,13 +226,18 @@ def move_aside(target: Path, problem: str, damaged: list[str]) -> None:
     damaged.append(f"{display_path(target)} ({problem})")
 
 
-def mark_used(*paths: Path) -> None:
-    """Note that a build has just found these entries (a read-only cache stays as it is)."""
+def mark_used(*paths: Path) -> bool:
+    """Note that a build has just found these entries (a read-only cache stays as it is). False if one is gone:
+    another build's pruning removed it between its being read and being marked (it was not in use yet, see
+    `reading`), so the caller makes it again rather than hand on a path to a file that is no longer there."""
     for path in paths:
         try:
             os.utime(path)
+        except FileNotFoundError:
+            return False
         except OSError:
             pass
+    return True
 
 
 def parse_size(text: str) -> int:

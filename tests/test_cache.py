@@ -200,3 +200,15 @@ def _handout(path: Path, n: int) -> Path:
         f"  - p: The {word} note number {k} says to drink water with each {word} meal.\n" for k in range(6)),
         encoding="utf-8")
     return path
+
+
+def test_an_entry_pruned_between_being_read_and_being_marked_is_made_again(tmp_path):
+    """Another build's pruning may remove an entry a narration has just read but not yet marked as used (it was
+    not in use yet): the entry then counts as missing, so the narration makes it again instead of handing on a
+    path to a file that is gone (seen once as "cannot write in the cache folder" on a batch's shared sentence)."""
+    from pipeline.cache import mark_used, read_entry, write_entry
+    entry = tmp_path / ("ab" * 32 + ".json")
+    write_entry(entry, b"{}")
+    assert mark_used(entry) is True and read_entry(entry, []) == b"{}"
+    entry.unlink()
+    assert mark_used(entry) is False                     # what the narration is told when it happens

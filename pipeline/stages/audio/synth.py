@@ -253,8 +253,7 @@ def cached_speech(target: Path, damaged: list[str]) -> bytes | None:
     if problem:
         move_aside(target, problem, damaged)
         return None
-    mark_used(target)
-    return data
+    return data if mark_used(target) else None       # pruned just now by another build: spoken again
 
 
 def describe(exc: Exception, rate: int) -> str:
