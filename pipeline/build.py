@@ -749,12 +749,12 @@ def _done_groups(pools: dict, handed: dict, released: dict, waiting: dict, ready
     encoded while the documents' worker, done, held its 75 to 85 MiB. That moment was the batch's peak.
     (Were those stages merely lent, they would wait for the last narration of the run: 120 s, measured.)
     """
-    if len(pools) < 2:
-        return []                       # the last group keeps its workers: someone has to run what is left
+    idle = [group for group in pools if not (handed[group] or released[group] or waiting[group])]
+    if not idle or len(pools) < 2:      # (the last group keeps its workers: someone has to run what is left)
+        return []                       # most stages' ends come here, without a look at every article's stages
     left = {worker_group(name) for job in ready for name, result in job.stages.items()
             if result.status == "pending" and not result.worker and name not in LENDABLE}
-    return [group for group in pools
-            if not (handed[group] or released[group] or waiting[group] or group in left)][:len(pools) - 1]
+    return [group for group in idle if group not in left][:len(pools) - 1]
 
 
 def _lendable(idle: str, released: dict, waiting: dict):
