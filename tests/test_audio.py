@@ -212,18 +212,33 @@ def test_missing_ffmpeg_and_espeak_are_exit_3_with_the_install_command(tmp_path)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     espeak = shutil.which("espeak-ng")
-    (bin_dir / "espeak-ng").symlink_to(espeak)         # espeak-ng there, ffmpeg not
+    (bin_dir / "espeak-ng").symlink_to(espeak)         # espeak-ng there; the ffmpeg chosen is not
     result = run_publish("build", str(B12), "--format", "audio", "--out", str(tmp_path / "out"),
-                         env={"PATH": str(bin_dir)})
+                         env={"PATH": str(bin_dir), "IMAGEIO_FFMPEG_EXE": str(bin_dir / "ffmpeg")})
     assert result.returncode == 3, result.stderr
-    assert "ffmpeg is not installed" in result.stderr and "apt-get install ffmpeg" in result.stderr
+    assert f"ffmpeg (IMAGEIO_FFMPEG_EXE={bin_dir / 'ffmpeg'}) is not installed" in result.stderr
+    assert "pip install imageio-ffmpeg" in result.stderr
     (bin_dir / "espeak-ng").unlink()
     result = run_publish("build", str(B12), "--format", "audio", "--out", str(tmp_path / "out"),
                          env={"PATH": str(bin_dir)})
     assert result.returncode == 3
     assert "espeak-ng is not installed" in result.stderr and "apt-get install espeak-ng" in result.stderr
+    assert "ffmpeg" not in result.stderr               # the package's own ffmpeg needs no PATH
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out" / B12.stem / f"{B12.stem}.mp3").exists()
+
+
+def test_a_failing_ffmpeg_is_reported_with_its_words_and_the_program_it_was(tmp_path):
+    broken = tmp_path / "ffmpeg"
+    broken.write_text("#!/bin/sh\necho 'Unknown encoder aac' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    result = run_publish("build", str(B12), "--format", "m4b", "--out", str(tmp_path / "out"),
+                         "--cache", str(tmp_path / "cache"), env={"IMAGEIO_FFMPEG_EXE": str(broken)})
+    assert result.returncode == 1, result.stderr
+    assert "ffmpeg failed to encode the narration: Unknown encoder aac" in result.stderr
+    assert f"check the ffmpeg program the narration runs ({broken})" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / B12.stem).exists()
 
 
 def test_two_clean_builds_are_byte_identical(tmp_path):
@@ -240,6 +255,25 @@ def test_two_clean_builds_are_byte_identical(tmp_path):
         assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name
 
 
+def test_the_narration_runs_the_ffmpeg_its_package_brings_before_the_systems(tmp_path, monkeypatch):
+    """The M4B's bytes follow the ffmpeg that encodes it: the one pinned with imageio-ffmpeg is used on every
+    machine, even where another ffmpeg is first on the PATH; IMAGEIO_FFMPEG_EXE still names another."""
+    import imageio_ffmpeg
+    from pipeline.stages.audio import tools
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    other = bin_dir / "ffmpeg"
+    other.write_text("#!/bin/sh\necho 'ffmpeg version other'\n")
+    other.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.delenv("IMAGEIO_FFMPEG_EXE", raising=False)
+    packaged = tools.ffmpeg()
+    assert Path(packaged).samefile(imageio_ffmpeg.get_ffmpeg_exe())
+    assert subprocess.run([packaged, "-version"], capture_output=True, text=True).stdout.startswith("ffmpeg version")
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(other))
+    assert tools.ffmpeg() == str(other)
+
+
 def test_engine_versions_are_remembered_for_as_long_as_the_program_is_the_same(tmp_path, monkeypatch):
     """Every build fingerprints the audio with ffmpeg's version, which costs a run of ffmpeg: the answer is kept
     in the cache, and a program replaced at the same path (an upgrade) is asked again."""
@@ -250,7 +284,7 @@ def test_engine_versions_are_remembered_for_as_long_as_the_program_is_the_same(t
     bin_dir.mkdir()
     program = bin_dir / "ffmpeg"
     shutil.copy2(shutil.which("ffmpeg"), program)
-    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(program))
     real = subprocess.run([str(program), "-version"], capture_output=True, text=True).stdout.splitlines()[0]
 
     tools._version.cache_clear()

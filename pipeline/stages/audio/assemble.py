@@ -359,7 +359,8 @@ def ffmetadata(values: dict[str, str], chapters: list[tuple[int, int, str]]) -> 
 
 def _ffmpeg_failed(what: str, err: bytes) -> PublishError:
     return PublishError(Problem("publish", 0, 0, f"ffmpeg failed to {what}: {err.decode(errors='replace')[-300:]}",
-                                "check the ffmpeg installation (apt-get install ffmpeg)"))
+                                f"check the ffmpeg program the narration runs ({ffmpeg()}); "
+                                "pip install --force-reinstall imageio-ffmpeg restores the one it comes with"))
 
 
 class ChapterEncoder:
@@ -524,7 +525,10 @@ def mux(parts: list[Path], codec: Codec, metadata: Path, target: Path, language:
         frames = target.with_name(f"{target.name}.frames")
         _write_joined(frames, parts)
         try:
-            _with_tags(frames, AAC, metadata, ["-metadata:s:a:0", f"language={language}", "-f", "mp4"], str(target))
+            # The movie's time scale in milliseconds, the chapters' own: in the default one (the sample rate
+            # times 1,280), a chapter of over 76 s overflows ffmpeg 9's chapter track, and it drops its time.
+            _with_tags(frames, AAC, metadata, ["-metadata:s:a:0", f"language={language}", "-movie_timescale", "1000",
+                                               "-f", "mp4"], str(target))
         finally:
             frames.unlink(missing_ok=True)
 

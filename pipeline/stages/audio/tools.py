@@ -1,14 +1,25 @@
-"""The system programs the narration runs, found on the PATH: espeak-ng (through pyttsx3) and ffmpeg.
+"""The programs the narration runs: espeak-ng (through pyttsx3), found on the PATH, and ffmpeg.
+
+ffmpeg is the build that the imageio-ffmpeg package brings: one program
+file, linked only to the C and maths libraries. Pinned with the package, it
+is the same encoder on every machine, so the M4B's bytes do not follow the
+system's ffmpeg (the speech still follows the system's espeak-ng). Debian's
+ffmpeg loads some 200 shared libraries in every run, which cost 0.08 s of
+CPU to start against 0.01 s; a narration runs ffmpeg once per chapter and
+twice more. Where the package has no program for the platform, the ffmpeg
+on the PATH is used; IMAGEIO_FFMPEG_EXE (the package's own setting) names
+another.
 
 Their versions are part of the audio stage's fingerprint, so every build
-that is not answered by the stamp asks for them. Asking ffmpeg costs some
-60 ms (it loads about 200 shared libraries), so each answer is also kept in
+that is not answered by the stamp asks for them. Asking costs a run of the
+program (Debian's ffmpeg took 60 ms), so each answer is also kept in
 the build's cache folder, under the program's size and time: a reinstalled
 or upgraded program is asked again. This module stays light (no numpy).
 """
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
 import shutil
@@ -32,8 +43,30 @@ def espeak_ng() -> str:
     return _program("espeak-ng", ESPEAK_INSTALL, "the audio narration")
 
 
+FFMPEG_PURPOSE = "the audio narration (the M4B's encoding, both files' tags and chapters)"
+
+
 def ffmpeg() -> str:
-    return _program("ffmpeg", "apt-get install ffmpeg", "the audio narration (MP3 and M4B encoding)")
+    chosen = os.environ.get("IMAGEIO_FFMPEG_EXE")
+    if chosen:
+        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
+            raise MissingTool(f"ffmpeg (IMAGEIO_FFMPEG_EXE={chosen})", "pip install imageio-ffmpeg, and unset "
+                              "IMAGEIO_FFMPEG_EXE or set it to an ffmpeg program", FFMPEG_PURPOSE)
+        return chosen
+    return _bundled_ffmpeg() or _program("ffmpeg", "pip install imageio-ffmpeg (or apt-get install ffmpeg)",
+                                         FFMPEG_PURPOSE)
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_ffmpeg() -> str | None:
+    """The program in imageio-ffmpeg's wheel, found without importing the package: its import takes 25 ms
+    and its own lookup runs the program once per process, and every build's fingerprint asks for it."""
+    spec = importlib.util.find_spec("imageio_ffmpeg")
+    if spec is None or not spec.origin:
+        return None
+    found = [path for path in sorted(Path(spec.origin).parent.glob("binaries/ffmpeg-*"))
+             if os.access(path, os.X_OK)]
+    return str(found[0]) if found else None
 
 
 def engine_version(cache_dir: Path | None = None) -> str:
