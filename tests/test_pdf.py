@@ -440,6 +440,45 @@ def test_a_table_longer_than_a_page_repeats_its_header_row_and_never_splits_a_ro
         assert holding[0].count("Feature Oral Injected") == 1          # the header row, repeated on its page
 
 
+def test_a_section_list_and_paragraph_that_run_on_to_the_next_page_are_each_one_structure_element(tmp_path):
+    """WeasyPrint makes a structure element per page of an HTML element: the build joins them, so that a screen
+    reader meets one list of 24 items, not a list of some items and then another of the rest."""
+    sentence = "Walking a little further each day helps the back to heal and keeps the joints moving. "
+    items = "\n".join(f"          - Item {n}. Take a short walk." for n in range(1, 25))
+    source = tmp_path / "long-list.yaml"
+    source.write_text("title: A long list\nlanguage: en\nbody:\n  - section:\n      heading: Moving again\n"
+                      f"      body:\n        - p: {sentence * 40}\n        - bullets:\n{items}\n"
+                      f"        - p: {sentence * 30}\n")
+    result = run_publish("build", str(source), "--format", "pdf", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    with pikepdf.open(tmp_path / "out" / "long-list" / "long-list.pdf") as pdf:
+        pages = {page.objgen: n for n, page in enumerate(pdf.pages)}
+        assert len(pages) >= 3
+
+        def pages_of(element) -> set[int]:
+            found = {pages[element.Pg.objgen]} if "/Pg" in element else set()
+            kids = element.get("/K")
+            for kid in kids if isinstance(kids, pikepdf.Array) else [kids]:
+                if isinstance(kid, pikepdf.Dictionary):
+                    found |= pages_of(kid)
+            return found
+
+        found = collections.defaultdict(list)
+        for element in elements(pdf):
+            found[tag(element)].append(element)
+            for kid in element.get("/K") if isinstance(element.get("/K"), pikepdf.Array) else []:
+                if isinstance(kid, pikepdf.Dictionary) and "/S" in kid:
+                    assert kid.P.objgen == element.objgen, "a child names another parent"
+        section, = found["Sect"]
+        assert [tag(kid) for kid in section.K] == ["H2", "P", "L", "P"]
+        assert [len(pages_of(kid)) for kid in section.K] == [1, 1, 2, 2]   # the list and the last paragraph run on
+        assert len(pages_of(section)) == 3
+        assert len(found["L"]) == 1 and len([kid for kid in found["L"][0].K if tag(kid) == "LI"]) == 24
+    tree = structure_tree(tmp_path / "out" / "long-list" / "long-list.pdf")
+    items = [node for node in tree.walk() if node.tag == "LI"]
+    assert [normalise(item.text()).split(".")[0] for item in items] == [f"• Item {n}" for n in range(1, 25)]
+
+
 # -- the URL fetcher ---------------------------------------------------------------------------
 
 def add_css(rule: str):

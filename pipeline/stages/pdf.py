@@ -180,31 +180,101 @@ def parsed_stylesheets(theme: Theme, relatives: tuple[str, ...], fetcher) -> tup
     return [parsed[relative] for relative in relatives], fonts
 
 
-def tag_languages_of_phrases() -> None:
-    """Have WeasyPrint give the structure element of every <span lang> its /Lang (PDF/UA 7.2: a screen reader
-    switches voice on it, as it does on the page's `lang`).
+# Structure elements that are one HTML element's run on to the next page: a section, box, list, item,
+# definition or paragraph. Tables are left as WeasyPrint makes them: their header row is repeated on each page.
+JOINED_ACROSS_PAGES = frozenset({"/Sect", "/Part", "/Art", "/Div", "/BlockQuote", "/NonStruct",
+                                 "/L", "/LI", "/LBody", "/P"})
+_MADE: dict[bytes, tuple[object, object, int]] = {}     # during add_tags: reference → (element, HTML element, page)
 
-    WeasyPrint 70 writes /Lang on the catalog only. Each HTML element's structure element is made by
-    weasyprint.pdf.tags._build_box_tree, which also calls itself for the children: wrapping it (once per
-    process) sees every element with the box it came from, where afterwards only the tree without the HTML
-    would be left to match against.
+
+def mend_weasyprint_tagging() -> None:
+    """Two mends to the structure tree WeasyPrint 70 writes, made once per process.
+
+    Each HTML element's structure element is made by
+    weasyprint.pdf.tags._build_box_tree, which calls itself for the children:
+    wrapping it sees every structure element with the box and HTML element it
+    came from, which the finished tree no longer names.
+
+    * Languages: every <span lang> gets its /Lang (PDF/UA 7.2: a screen reader
+      switches voice on it, as it does on the page's `lang`). WeasyPrint writes
+      /Lang on the catalog only.
+    * Pages: an HTML element that runs on to the next page is one structure
+      element, not one per page. WeasyPrint builds the tree page by page, each
+      from the boxes laid out on it, so a list that runs on was two lists to a
+      screen reader ("list of 4 items", then "list of 2 items"), a paragraph
+      two paragraphs, and the section holding them two sections. Each element
+      is recorded with its HTML element and page as it is made; once the tree
+      is whole (add_tags, wrapped too), an element made from the same HTML
+      element as the one before it, on the next page, is joined to it: its
+      children move to the end of the first one's, which is then looked into
+      the same way (joining two sections makes their two lists neighbours).
     """
+    import weasyprint.pdf
     from weasyprint.pdf import tags
-    if getattr(tags._build_box_tree, "adds_lang", False):
+    if getattr(tags, "mended_by_publish", False):
         return
     import pydyf
-    build = tags._build_box_tree
+    build, add_tags = tags._build_box_tree, weasyprint.pdf.add_tags
 
-    def with_languages(box, parent, *rest):
-        for element in build(box, parent, *rest):
+    def building(box, parent, pdf, page_number, *rest):
+        for element in build(box, parent, pdf, page_number, *rest):
             source = getattr(getattr(box, "_box", box), "element", None)
-            if (source is not None and getattr(box, "element_tag", None) == "span" and source.get("lang")
-                    and element.get("S") == "/Span"):
-                element["Lang"] = pydyf.String(source.get("lang"))
+            if source is not None:
+                if (getattr(box, "element_tag", None) == "span" and source.get("lang")
+                        and element.get("S") == "/Span"):
+                    element["Lang"] = pydyf.String(source.get("lang"))
+                _MADE[element.reference] = (element, source, page_number)
             yield element
 
-    with_languages.adds_lang = True
-    tags._build_box_tree = with_languages
+    def adding_joined(pdf, *args, **kwargs):
+        _MADE.clear()
+        try:
+            add_tags(pdf, *args, **kwargs)
+            tree = _resolved(pdf, pdf.catalog["StructTreeRoot"])
+            for document in tree["K"]:
+                _join_fragments(_resolved(pdf, document), pdf)
+        finally:
+            _MADE.clear()
+
+    tags._build_box_tree = building
+    weasyprint.pdf.add_tags = adding_joined       # (weasyprint.pdf calls it by the name it imported)
+    tags.mended_by_publish = True
+
+
+def _join_fragments(element, pdf) -> None:
+    """Join each of *element*'s children to the one before it where it continues it on the next page, then do
+    the same within each child."""
+    import pydyf
+    kept, previous = pydyf.Array(), None          # previous: (element, HTML element, last page) of the last kept
+    for kid in element["K"]:
+        made = _MADE.get(kid) if isinstance(kid, bytes) else None
+        if made and previous and _continues(previous, made):
+            first = previous[0]
+            for grandchild in made[0]["K"]:
+                _resolved(pdf, grandchild)["P"] = first.reference
+                first["K"].append(grandchild)
+            previous = (first, previous[1], made[2])
+            continue
+        kept.append(kid)
+        previous = made
+    element["K"] = kept
+    for kid in kept:
+        if isinstance(kid, bytes) and kid in _MADE:
+            _join_fragments(_MADE[kid][0], pdf)
+
+
+def _continues(previous: tuple, made: tuple) -> bool:
+    """Whether *made* is the rest, on the next page, of the HTML element *previous* was made from: the same
+    element and kind, and children that are all structure elements (a marked-content number would need its
+    page named to move)."""
+    before, after = previous[0], made[0]
+    return (made[1] is previous[1] and made[2] == previous[2] + 1 and after["S"] == before["S"]
+            and after["S"] in JOINED_ACROSS_PAGES and all(isinstance(kid, bytes) for kid in after["K"]))
+
+
+def _resolved(pdf, reference: bytes):
+    """The object a pydyf reference ("12 0 R") names: pydyf numbers each object by its place in the file."""
+    return pdf.objects[int(reference.split()[0])]
 
 
 class PdfStage:
@@ -231,7 +301,7 @@ class PdfStage:
     def render(self, article: Article, theme: Theme, workdir: Path, ctx: BuildContext) -> list[Path]:
         check_glyphs(article, theme)
         weasyprint = load_weasyprint()
-        tag_languages_of_phrases()
+        mend_weasyprint_tagging()
 
         source_folder = article.source.parent.resolve()
         fetcher, Refused = _fetcher([source_folder, theme.root], article)
