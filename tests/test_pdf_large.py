@@ -111,6 +111,28 @@ def test_headings_and_lists_are_tagged_as_the_article_has_them(pdf, article):
     assert counts["LI"] == counts["Lbl"] == counts["LBody"] == list_items_in(article.blocks)
 
 
+def test_long_key_points_run_on_to_the_next_page_as_one_box_holding_one_list(pdf, article):
+    """At 18 pt the six key points take most of a page: the box starts on the page before rather than leave it
+    a third empty, and the tagged PDF still has one box (Sect) with one list of six items."""
+    from pipeline.model import KeyPoints
+    key_points = next(b for b in article.blocks if isinstance(b, KeyPoints))
+    pages = {page.objgen: n for n, page in enumerate(pdf.pages)}
+
+    def pages_of(element) -> set[int]:
+        found = {pages[element.Pg.objgen]} if "/Pg" in element else set()
+        kids = element.get("/K")
+        for kid in kids if isinstance(kids, pikepdf.Array) else [kids]:
+            if isinstance(kid, pikepdf.Dictionary) and "/S" in kid:
+                found |= pages_of(kid)
+        return found
+
+    boxes = [e for e in elements(pdf) if tag(e) == "Sect" and isinstance(e.K, pikepdf.Array)
+             and [tag(kid) for kid in e.K] == ["H2", "L"]]
+    box, = [b for b in boxes if len([kid for kid in b.K[1].K if tag(kid) == "LI"]) == len(key_points.items) == 6]
+    assert pages_of(box) == {0, 1}
+    assert pages_of(box.K[1]) == {0, 1}
+
+
 def test_two_builds_are_byte_identical(pdf_path, tmp_path):
     result = run_publish("build", str(B12), "--format", "pdf-large", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
