@@ -51,7 +51,9 @@ class Lines(Quiet):
 
     def stage_started(self, job, name):
         if self.verbose:
-            self.say(f"{job.source_label}: {name}: started")
+            # Handed to a pool, a stage may wait there behind the one its worker is running.
+            worker = job.stages[name].worker
+            self.say(f"{job.source_label}: {name}: " + (f"handed to the {worker} workers" if worker else "started"))
 
     def stage_finished(self, job, result):
         if result.status == "failed":

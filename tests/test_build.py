@@ -442,3 +442,19 @@ def test_a_long_batch_reads_each_run_of_articles_only_when_its_turn_comes(tmp_pa
     assert said[0][1] == ["apple", "birch"], "the second run's article was read before the first run was built"
     assert status != 0
     assert published() == ["apple", "birch", "cedar", "elder"]
+
+
+def test_verbose_says_a_stage_was_handed_to_workers_not_that_it_started(tmp_path):
+    """A stage handed to a pool may wait there behind the one its worker is running: the log says so, and says
+    "started" only where the build runs the stage itself (--jobs 1)."""
+    source = ROOT / "tests" / "fixtures" / "es" / "dolor-lumbar-autocuidado.yaml"
+    pooled = run_publish("build", str(source), "--format", "pdf,pdf-large", "--verbose", "--out", str(tmp_path / "a"))
+    assert pooled.returncode == 0, pooled.stderr
+    said = (pooled.stdout + pooled.stderr).splitlines()
+    for name in ("pdf", "pdf-large"):
+        handed = next(n for n, line in enumerate(said) if line.endswith(f": {name}: handed to the documents workers"))
+        assert any(f": {name}: built in " in line for line in said[handed:])
+    assert not any(line.endswith(": started") for line in said)
+    alone = run_publish("build", str(source), "--format", "html", "--verbose", "--jobs", "1", "--out", str(tmp_path / "b"))
+    assert alone.returncode == 0, alone.stderr
+    assert any(line.endswith("dolor-lumbar-autocuidado.yaml: html: started") for line in (alone.stdout + alone.stderr).splitlines())
