@@ -111,6 +111,20 @@ def elements(pdf) -> list[pikepdf.Dictionary]:
     return found
 
 
+def page_finder(pdf):
+    """A function giving the pages (numbered from 0) that a structure element's content is on."""
+    numbers = {page.objgen: n for n, page in enumerate(pdf.pages)}
+
+    def pages_of(element) -> set[int]:
+        found = {numbers[element.Pg.objgen]} if "/Pg" in element else set()
+        kids = element.get("/K")
+        for kid in kids if isinstance(kids, pikepdf.Array) else [kids]:
+            if isinstance(kid, pikepdf.Dictionary) and "/S" in kid:
+                found |= pages_of(kid)
+        return found
+    return pages_of
+
+
 def tag(element: pikepdf.Dictionary) -> str:
     return str(element.S)[1:]
 
@@ -452,17 +466,8 @@ def test_a_section_list_and_paragraph_that_run_on_to_the_next_page_are_each_one_
     result = run_publish("build", str(source), "--format", "pdf", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     with pikepdf.open(tmp_path / "out" / "long-list" / "long-list.pdf") as pdf:
-        pages = {page.objgen: n for n, page in enumerate(pdf.pages)}
-        assert len(pages) >= 3
-
-        def pages_of(element) -> set[int]:
-            found = {pages[element.Pg.objgen]} if "/Pg" in element else set()
-            kids = element.get("/K")
-            for kid in kids if isinstance(kids, pikepdf.Array) else [kids]:
-                if isinstance(kid, pikepdf.Dictionary):
-                    found |= pages_of(kid)
-            return found
-
+        assert len(pdf.pages) >= 3
+        pages_of = page_finder(pdf)
         found = collections.defaultdict(list)
         for element in elements(pdf):
             found[tag(element)].append(element)

@@ -15,8 +15,9 @@ import pikepdf
 import pytest
 
 from conftest import B12, assert_in_order, run_publish
-from pipeline.model import Section
-from test_pdf import (article, elements, list_items_in, pdf, poppler, printed_text, structure_tree, tag, text_sizes,  # noqa: F401 (fixtures)
+from pipeline.model import KeyPoints, Section
+from test_pdf import (article, elements, list_items_in, page_finder, pdf, poppler, printed_text,  # noqa: F401 (fixtures)
+                      structure_tree, tag, text_sizes,
                       test_bookmarks_mirror_the_headings, test_every_font_is_embedded_and_is_the_bundled_atkinson_hyperlegible,
                       test_faq_is_question_and_answer_pairs,
                       test_running_header_and_footer_are_printed_but_not_in_the_structure_tree,
@@ -114,18 +115,8 @@ def test_headings_and_lists_are_tagged_as_the_article_has_them(pdf, article):
 def test_long_key_points_run_on_to_the_next_page_as_one_box_holding_one_list(pdf, article):
     """At 18 pt the six key points take most of a page: the box starts on the page before rather than leave it
     a third empty, and the tagged PDF still has one box (Sect) with one list of six items."""
-    from pipeline.model import KeyPoints
     key_points = next(b for b in article.blocks if isinstance(b, KeyPoints))
-    pages = {page.objgen: n for n, page in enumerate(pdf.pages)}
-
-    def pages_of(element) -> set[int]:
-        found = {pages[element.Pg.objgen]} if "/Pg" in element else set()
-        kids = element.get("/K")
-        for kid in kids if isinstance(kids, pikepdf.Array) else [kids]:
-            if isinstance(kid, pikepdf.Dictionary) and "/S" in kid:
-                found |= pages_of(kid)
-        return found
-
+    pages_of = page_finder(pdf)
     boxes = [e for e in elements(pdf) if tag(e) == "Sect" and isinstance(e.K, pikepdf.Array)
              and [tag(kid) for kid in e.K] == ["H2", "L"]]
     box, = [b for b in boxes if len([kid for kid in b.K[1].K if tag(kid) == "LI"]) == len(key_points.items) == 6]
