@@ -259,6 +259,9 @@ def pieces(samples: np.ndarray, size: int = PIECE) -> Iterable[np.ndarray]:
     return (samples[start:start + size] for start in range(0, samples.size, size))
 
 
+LIMITER_BLOCK = 32         # samples: the limiter finds the least gain a block of them allows
+
+
 def limited(samples: np.ndarray, gain_db: float) -> np.ndarray:
     """*samples* raised by *gain_db*, every peak held under LIMIT by a smooth gain (16-bit samples).
 
@@ -272,29 +275,33 @@ def limited(samples: np.ndarray, gain_db: float) -> np.ndarray:
     and the gain is worked out only around the blocks it lowers: elsewhere
     it is 1.
 
-    The sound itself is made 10 s at a time: a chapter's float copy was what
-    a narration's memory peaked with (two encoders at once).
+    The sound is made 10 s at a time, and so is the gain, from the least gain
+    of each block: a chapter's float copy was what a narration's memory
+    peaked with (two encoders at once), and then the gain of every lowered
+    run, kept for the whole chapter (4 bytes a sample where the voice is loud
+    throughout, twice the sound itself).
     """
     scale = np.float32(10 ** (gain_db / 20) / 32768)
-    runs = _lowered(samples, scale)
+    least, runs = _lowered(samples, scale)
     out = np.empty(samples.size, dtype="<i2")
     for first in range(0, samples.size, PIECE):
         sound = samples[first:first + PIECE].astype(np.float32)
         sound *= scale
         last = first + sound.size
-        for start, end, gain in runs:
+        for start, end in runs:
             if start < last and end > first:
-                sound[max(start, first) - first:min(end, last) - first] *= gain[max(start, first) - start:
-                                                                               min(end, last) - start]
+                a, b = max(start, first), min(end, last)
+                sound[a - first:b - first] *= _smoothed_gain(least, start, end, a, b)
         np.clip(sound, -LIMIT, LIMIT, out=sound)
         sound *= 32768
         out[first:last] = np.round(sound, out=sound)
     return out
 
 
-def _lowered(samples: np.ndarray, scale: np.float32) -> list[tuple[int, int, np.ndarray]]:
-    """The limiter's gain where it is below 1: (first sample, last sample (exclusive), the gain of each)."""
-    block, half = 32, SMOOTHING // 2
+def _lowered(samples: np.ndarray, scale: np.float32) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The least gain of each block (within reach of the smoothing), and the runs of samples around the blocks
+    it lowers below 1: (first sample, last sample (exclusive)). Runs closer than 32 blocks are taken together."""
+    block, half = LIMITER_BLOCK, SMOOTHING // 2
     reach = -(-half // block) + 1                                       # blocks either side
     whole = samples.size // block * block
     blocks = samples[:whole].reshape(-1, block)
@@ -305,19 +312,26 @@ def _lowered(samples: np.ndarray, scale: np.float32) -> list[tuple[int, int, np.
     peak = np.maximum(highest.astype(np.float32), -lowest.astype(np.float32)) * scale
     allowed = LIMIT / np.maximum(peak, np.float32(LIMIT))             # 1 where a block stays under the ceiling
     if not allowed.size or allowed.min() >= 1:
-        return []
-    least = _least_within(allowed, reach)                   # per block; spread over its samples run by run
-    # the gain is 1 but around the lowered blocks (runs closer than 32 blocks are taken together)
+        return allowed, []
+    least = _least_within(allowed, reach)
     near = _least_within(least, reach + 16) < 1
     edges = np.flatnonzero(np.diff(np.concatenate(([0], near.view(np.int8), [0]))))
-    runs = []
-    for start, end in zip(edges[::2] * block, np.minimum(edges[1::2] * block, samples.size)):
-        part = np.ones(end - start + 2 * half + 1)          # beyond the run the gain is 1
-        part[half + 1:half + 1 + end - start] = np.repeat(least[start // block:-(-end // block)], block)[:end - start]
-        total = np.cumsum(part)
-        runs.append((int(start), int(end),
-                     ((total[2 * half + 1:] - total[:-2 * half - 1]) / (2 * half + 1)).astype(np.float32)))
-    return runs
+    return least, [(int(start), int(end)) for start, end in zip(edges[::2] * block,
+                                                                np.minimum(edges[1::2] * block, samples.size))]
+
+
+def _smoothed_gain(least: np.ndarray, start: int, end: int, a: int, b: int) -> np.ndarray:
+    """The limiter's gain of samples a to b (exclusive) of the run from *start* to *end*: the mean, over
+    SMOOTHING samples centred on each, of the least gain of its block, which is 1 beyond the run."""
+    block, half = LIMITER_BLOCK, SMOOTHING // 2
+    low, high = a - half - 1, b + half                  # the samples whose gains the means take in, and one more
+    part = np.ones(high - low)
+    s, e = max(low, start), min(high, end)
+    if s < e:
+        values = np.repeat(least[s // block:-(-e // block)], block)
+        part[s - low:e - low] = values[s % block:s % block + e - s]
+    total = np.cumsum(part)
+    return ((total[2 * half + 1:] - total[:-2 * half - 1]) / (2 * half + 1)).astype(np.float32)
 
 
 def _least_within(values: np.ndarray, reach: int) -> np.ndarray:
