@@ -102,6 +102,32 @@ def test_the_chapter_meter_agrees_with_ffmpegs(folder):
     assert gain_for(loudness(np.zeros(RATE * 2, dtype="<i2"))) == 0.0
 
 
+def test_the_limiter_made_piece_by_piece_matches_its_gain_worked_out_over_the_whole_chapter():
+    """The limiter works out its smoothed gain 10 s at a time: at every piece's edge, and across runs that
+    cross one, the sound must be what the mean of the blocks' least gains over the whole chapter gives."""
+    import numpy as np
+    from pipeline.stages.audio import assemble
+    rate, seconds = assemble.RATE, 35                  # four pieces, the last one short
+    t = np.arange(rate * seconds) / rate
+    loud = (np.sin(2 * np.pi * 220 * t) * (0.3 + 0.7 * (np.sin(2 * np.pi * 0.05 * t) > 0)) * 30000)
+    samples = loud.astype("<i2")                       # loud for 10 s, quiet for 10 s, in turn: long runs
+    gain_db = 6.0
+    out = assemble.limited(samples, gain_db)
+
+    scale = np.float32(10 ** (gain_db / 20) / 32768)
+    least, runs = assemble._lowered(samples, scale)
+    assert any(start // assemble.PIECE != (end - 1) // assemble.PIECE for start, end in runs)   # a run crosses
+    half = assemble.SMOOTHING // 2
+    every = np.repeat(least, assemble.LIMITER_BLOCK)[:samples.size].astype(np.float64)     # 1 outside the runs
+    total = np.cumsum(np.concatenate([np.ones(half + 1), every, np.ones(half)]))
+    gain = ((total[2 * half + 1:] - total[:-2 * half - 1]) / (2 * half + 1)).astype(np.float32)
+    sound = samples.astype(np.float32) * scale * gain
+    expected = np.round(np.clip(sound, -assemble.LIMIT, assemble.LIMIT) * 32768).astype("<i2")
+    assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1      # (the float sums' last bit)
+    assert np.abs(out.astype(int)).max() <= round(assemble.LIMIT * 32768)
+    assert (gain < 0.99).sum() > rate                  # the limiter did lower the loud parts
+
+
 def test_mono_speech_encoding_and_duration_fits_the_words(folder):
     out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=channels,sample_rate:format=duration",
                           "-of", "json", str(folder / f"{B12.stem}.mp3")], capture_output=True, text=True).stdout
