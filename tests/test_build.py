@@ -455,6 +455,8 @@ def test_verbose_says_a_stage_was_handed_to_workers_not_that_it_started(tmp_path
         handed = next(n for n, line in enumerate(said) if line.endswith(f": {name}: handed to the documents workers"))
         assert any(f": {name}: built in " in line for line in said[handed:])
     assert not any(line.endswith(": started") for line in said)
-    alone = run_publish("build", str(source), "--format", "html", "--verbose", "--jobs", "1", "--out", str(tmp_path / "b"))
+    alone = run_publish("build", str(source), "--format", "html", "--verbose", "--jobs", "1",
+                        "--out", str(tmp_path / "b"))
     assert alone.returncode == 0, alone.stderr
-    assert any(line.endswith("dolor-lumbar-autocuidado.yaml: html: started") for line in (alone.stdout + alone.stderr).splitlines())
+    said = (alone.stdout + alone.stderr).splitlines()
+    assert any(line.endswith("dolor-lumbar-autocuidado.yaml: html: started") for line in said)
